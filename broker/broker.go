@@ -1,0 +1,105 @@
+// Package broker runs the embedded MQTT broker (mochi-mqtt v2) used when no
+// broker URL is configured, and in tests. It speaks MQTT 5, 3.1.1 and 3.1
+// on one TCP listener and allows every client.
+package broker
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+	"go.uber.org/zap"
+)
+
+// Broker is a running embedded broker.
+type Broker struct {
+	srv  *mqtt.Server
+	addr string
+
+	mu     sync.Mutex
+	nextID int // inline subscription identifiers
+	closed bool
+}
+
+// Start starts a broker listening on addr (host:port; port 0 picks a free
+// one). mochi's own logging goes to log at Warn and above; a nil log
+// discards it.
+func Start(addr string, log *zap.Logger) (*Broker, error) {
+	if log == nil {
+		log = zap.NewNop()
+	}
+	srv := mqtt.New(&mqtt.Options{
+		InlineClient: true,
+		Logger:       newSlogLogger(log.Named("mochi")),
+	})
+	if err := srv.AddHook(new(allowAll), nil); err != nil {
+		return nil, fmt.Errorf("broker: %w", err)
+	}
+	tcp := newTCPListener("tcp", addr)
+	if err := srv.AddListener(tcp); err != nil { // binds the socket
+		_ = srv.Close()
+		return nil, fmt.Errorf("broker: listen %s: %w", addr, err)
+	}
+	if err := srv.Serve(); err != nil { // starts goroutines and returns
+		_ = srv.Close()
+		return nil, fmt.Errorf("broker: %w", err)
+	}
+	return &Broker{srv: srv, addr: tcp.Address()}, nil
+}
+
+// Addr returns the bound host:port.
+func (b *Broker) Addr() string { return b.addr }
+
+// URL returns "mqtt://" + Addr().
+func (b *Broker) URL() string { return "mqtt://" + b.addr }
+
+// Close stops the listener and disconnects every client (their wills are
+// published). It is idempotent.
+func (b *Broker) Close() error {
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return nil
+	}
+	b.closed = true
+	b.mu.Unlock()
+	return b.srv.Close()
+}
+
+// Subscribe registers fn for messages matching filter, through the broker's
+// inline client (no network). fn runs on the publishing client's goroutine
+// and must not block. qos is the QoS the message was published with (inline
+// subscriptions have no QoS of their own). Subscriptions end with Close.
+func (b *Broker) Subscribe(filter string, fn func(topic string, payload []byte, qos byte, retain bool)) error {
+	if fn == nil {
+		return errors.New("broker: Subscribe: nil handler")
+	}
+	b.mu.Lock()
+	b.nextID++
+	id := b.nextID
+	b.mu.Unlock()
+	return b.srv.Subscribe(filter, id, func(_ *mqtt.Client, _ packets.Subscription, pk packets.Packet) {
+		fn(pk.TopicName, pk.Payload, pk.FixedHeader.Qos, pk.FixedHeader.Retain)
+	})
+}
+
+// Publish publishes a message from the broker's inline client.
+func (b *Broker) Publish(topic string, payload []byte, retain bool, qos byte) error {
+	return b.srv.Publish(topic, payload, retain, qos)
+}
+
+// allowAll lets every client connect, publish and subscribe (mochi's
+// auth.AllowHook, without the auth package's YAML dependency).
+type allowAll struct{ mqtt.HookBase }
+
+func (*allowAll) ID() string { return "allow-all" }
+
+func (*allowAll) Provides(b byte) bool {
+	return b == mqtt.OnConnectAuthenticate || b == mqtt.OnACLCheck
+}
+
+func (*allowAll) OnConnectAuthenticate(*mqtt.Client, packets.Packet) bool { return true }
+
+func (*allowAll) OnACLCheck(*mqtt.Client, string, bool) bool { return true }

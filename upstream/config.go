@@ -1,0 +1,191 @@
+package upstream
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+)
+
+// Defaults applied by New when a Config field is zero.
+const (
+	DefaultKeepAlive           = 60 * time.Second
+	DefaultConnectTimeout      = 10 * time.Second
+	DefaultReconnectBackoffMin = 1 * time.Second
+	DefaultReconnectBackoffMax = 30 * time.Second
+	DefaultReceiveMaximum      = 16
+	// DefaultAckTimeout bounds how long Publish, Subscribe and Unsubscribe
+	// wait for the broker's acknowledgement when the caller's context has
+	// no earlier deadline.
+	DefaultAckTimeout = 30 * time.Second
+)
+
+// Config configures the upstream MQTT v5 connections. Zero values mean "use
+// the default". Field names in errors follow the configuration file keys
+// (broker.url, broker.keep_alive, ...).
+type Config struct {
+	// URL of the broker: mqtt://host:port or mqtts://host:port (tcp://,
+	// ssl:// and tls:// are accepted as aliases). The port defaults to 1883
+	// or 8883.
+	URL string
+
+	Username string
+	Password string
+
+	// ClientIDPrefix is prepended to every session's ClientID.
+	ClientIDPrefix string
+
+	// TLS (mqtts:// only). CAFile replaces the system roots; CertFile and
+	// KeyFile give a client certificate; ServerName overrides the name
+	// checked against the broker's certificate (default: the URL's host).
+	CAFile             string
+	CertFile           string
+	KeyFile            string
+	ServerName         string
+	InsecureSkipVerify bool
+
+	// KeepAlive is the MQTT keep-alive of each connection (default 60s,
+	// whole seconds, at most 65535s).
+	KeepAlive time.Duration
+	// ConnectTimeout bounds dialling plus CONNECT/CONNACK (default 10s).
+	ConnectTimeout time.Duration
+	// ReconnectBackoffMin and ReconnectBackoffMax bound the exponential,
+	// jittered delay between reconnect attempts (defaults 1s and 30s).
+	ReconnectBackoffMin time.Duration
+	ReconnectBackoffMax time.Duration
+	// ReceiveMaximum is sent in CONNECT (default 16). paho allocates a
+	// channel of this many slots per connection, so keep it small.
+	ReceiveMaximum uint16
+	// AckTimeout bounds the wait for PUBACK/PUBCOMP/SUBACK/UNSUBACK
+	// (default 30s); the caller's context may end the wait earlier.
+	AckTimeout time.Duration
+}
+
+// endpoint is the validated, resolved form of Config.URL plus TLS.
+type endpoint struct {
+	hostPort string
+	tls      *tls.Config // nil for plain TCP
+}
+
+func (c *Config) setDefaults() {
+	if c.KeepAlive == 0 {
+		c.KeepAlive = DefaultKeepAlive
+	}
+	if c.ConnectTimeout == 0 {
+		c.ConnectTimeout = DefaultConnectTimeout
+	}
+	if c.ReconnectBackoffMin == 0 {
+		c.ReconnectBackoffMin = DefaultReconnectBackoffMin
+	}
+	if c.ReconnectBackoffMax == 0 {
+		c.ReconnectBackoffMax = max(DefaultReconnectBackoffMax, c.ReconnectBackoffMin)
+	}
+	if c.ReceiveMaximum == 0 {
+		c.ReceiveMaximum = DefaultReceiveMaximum
+	}
+	if c.AckTimeout == 0 {
+		c.AckTimeout = DefaultAckTimeout
+	}
+}
+
+// validate checks c (after setDefaults) and resolves the endpoint.
+func (c *Config) validate() (endpoint, error) {
+	var ep endpoint
+	if c.URL == "" {
+		return ep, errors.New("broker.url: empty")
+	}
+	u, err := url.Parse(c.URL)
+	if err != nil {
+		return ep, fmt.Errorf("broker.url: %w", err)
+	}
+	var secure bool
+	switch strings.ToLower(u.Scheme) {
+	case "mqtt", "tcp":
+	case "mqtts", "ssl", "tls":
+		secure = true
+	default:
+		return ep, fmt.Errorf("broker.url: unsupported scheme %q: use mqtt:// or mqtts://", u.Scheme)
+	}
+	if u.Hostname() == "" {
+		return ep, fmt.Errorf("broker.url: %q has no host", c.URL)
+	}
+	if u.Path != "" && u.Path != "/" || u.RawQuery != "" {
+		return ep, fmt.Errorf("broker.url: %q: path and query are not supported", c.URL)
+	}
+	port := u.Port()
+	if port == "" {
+		port = "1883"
+		if secure {
+			port = "8883"
+		}
+	}
+	ep.hostPort = net.JoinHostPort(u.Hostname(), port)
+
+	switch {
+	case c.KeepAlive < 0 || c.KeepAlive > 65535*time.Second:
+		return ep, fmt.Errorf("broker.keep_alive: %v out of range 0..65535s", c.KeepAlive)
+	case c.KeepAlive%time.Second != 0:
+		return ep, fmt.Errorf("broker.keep_alive: %v is not whole seconds", c.KeepAlive)
+	case c.ConnectTimeout < 0:
+		return ep, fmt.Errorf("broker.connect_timeout: %v is negative", c.ConnectTimeout)
+	case c.AckTimeout < 0:
+		return ep, fmt.Errorf("broker.ack_timeout: %v is negative", c.AckTimeout)
+	case c.ReconnectBackoffMin < 0:
+		return ep, fmt.Errorf("broker.reconnect_backoff_min: %v is negative", c.ReconnectBackoffMin)
+	case c.ReconnectBackoffMax < c.ReconnectBackoffMin:
+		return ep, fmt.Errorf("broker.reconnect_backoff_max: %v is below reconnect_backoff_min %v",
+			c.ReconnectBackoffMax, c.ReconnectBackoffMin)
+	case len(c.ClientIDPrefix) > 65535:
+		return ep, errors.New("broker.client_id_prefix: longer than 65535 octets")
+	}
+
+	tlsSet := c.CAFile != "" || c.CertFile != "" || c.KeyFile != "" || c.ServerName != "" || c.InsecureSkipVerify
+	if !secure {
+		if tlsSet {
+			return ep, fmt.Errorf("broker.url: TLS settings given but scheme is %q: use mqtts://", u.Scheme)
+		}
+		return ep, nil
+	}
+	ep.tls, err = c.tlsConfig(u.Hostname())
+	return ep, err
+}
+
+func (c *Config) tlsConfig(host string) (*tls.Config, error) {
+	tc := &tls.Config{
+		MinVersion:         tls.VersionTLS12,
+		ServerName:         host,
+		InsecureSkipVerify: c.InsecureSkipVerify, //nolint:gosec // explicit opt-in for test brokers
+	}
+	if c.ServerName != "" {
+		tc.ServerName = c.ServerName
+	}
+	if c.CAFile != "" {
+		pem, err := os.ReadFile(c.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("broker.ca_file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("broker.ca_file: %s: no PEM certificates found", c.CAFile)
+		}
+		tc.RootCAs = pool
+	}
+	switch {
+	case c.CertFile != "" && c.KeyFile != "":
+		cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("broker.cert_file/key_file: %w", err)
+		}
+		tc.Certificates = []tls.Certificate{cert}
+	case c.CertFile != "":
+		return nil, errors.New("broker.key_file: required with broker.cert_file")
+	case c.KeyFile != "":
+		return nil, errors.New("broker.cert_file: required with broker.key_file")
+	}
+	return tc, nil
+}

@@ -1,0 +1,136 @@
+// Package upstream connects gateway sessions to an MQTT v5 broker with
+// github.com/eclipse/paho.golang. It implements gateway.Upstream in
+// transparent mode: one MQTT connection per MQTT-SN client. paho types never
+// leave this package.
+//
+// Each connection is a raw paho.Client (three goroutines: reader, router,
+// pinger) plus a reconnect goroutine that exists only while the connection
+// is down. autopaho is not used: it keeps two more goroutines per connection
+// and about twice the memory (see libraries.md).
+package upstream
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/eclipse/paho.golang/packets"
+	"go.uber.org/zap"
+
+	"github.com/mqttsn-gateway/mqttsn-gateway/gateway"
+)
+
+// ErrNotConnected is returned (wrapped) by Publish, Subscribe and
+// Unsubscribe when the broker connection is down. Nothing was sent, so the
+// operation can be retried later without risk of duplicates.
+var ErrNotConnected = errors.New("upstream: not connected to broker")
+
+// ErrConnectionLost is returned (wrapped) when the connection was lost
+// while waiting for the broker's acknowledgement and nothing will complete
+// the exchange: the broker may or may not have the message or subscription.
+// A QoS 1/2 Publish waits across a reconnect instead when the broker keeps
+// the session (SessionExpiry > 0), since paho resends it then.
+var ErrConnectionLost = errors.New("upstream: connection lost before the broker acknowledged")
+
+// ErrClosed is returned (wrapped) for operations on a closed session.
+var ErrClosed = errors.New("upstream: session closed")
+
+// ReasonCodeError is a failure reason code (>= 0x80) returned by the broker
+// in CONNACK, PUBACK, PUBREC, SUBACK or UNSUBACK.
+type ReasonCodeError struct {
+	Packet string // "CONNACK", "PUBACK", ...
+	Code   byte
+	Reason string // the broker's reason string, if any
+}
+
+func (e *ReasonCodeError) Error() string {
+	if e.Reason != "" {
+		return fmt.Sprintf("upstream: broker refused with %s reason code 0x%02x: %s", e.Packet, e.Code, e.Reason)
+	}
+	return fmt.Sprintf("upstream: broker refused with %s reason code 0x%02x", e.Packet, e.Code)
+}
+
+// Upstream opens MQTT v5 sessions on one broker. It is safe for concurrent
+// use.
+type Upstream struct {
+	cfg Config
+	ep  endpoint
+	log *zap.Logger
+}
+
+var _ gateway.Upstream = (*Upstream)(nil)
+
+// New validates cfg, fills in defaults and returns an Upstream. It does not
+// connect; each Open does. A nil log means no logging.
+func New(cfg Config, log *zap.Logger) (*Upstream, error) {
+	cfg.setDefaults()
+	ep, err := cfg.validate()
+	if err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = zap.NewNop()
+	}
+	return &Upstream{cfg: cfg, ep: ep, log: log}, nil
+}
+
+// Open connects one MQTT session for a node and returns once the broker
+// accepted it (CONNACK success), bounded by ctx and Config.ConnectTimeout.
+// deliver is called, one message at a time, from the connection's router
+// goroutine; the broker's PUBACK/PUBREC is sent only after deliver returned.
+// While deliver blocks, further messages on this connection wait.
+func (u *Upstream) Open(ctx context.Context, opts gateway.SessionOptions, deliver func(gateway.Message)) (gateway.Session, error) {
+	if deliver == nil {
+		return nil, errors.New("upstream: Open: deliver is nil")
+	}
+	if opts.Will != nil && opts.Will.QoS > 2 {
+		return nil, fmt.Errorf("upstream: Open: will QoS %d", opts.Will.QoS)
+	}
+	s := newSession(u, opts, deliver)
+	cli, _, err := s.connect(ctx, opts.CleanStart)
+	if err != nil {
+		_ = s.state.Close()
+		return nil, err
+	}
+	if !s.install(cli) {
+		_ = s.state.Close()
+		return nil, fmt.Errorf("upstream: connect %s: %w", u.ep.hostPort, errConnDropped)
+	}
+	s.log.Debug("upstream session open")
+	return s, nil
+}
+
+// dial opens the network connection (TCP or TLS), bounded by ctx.
+func (u *Upstream) dial(ctx context.Context) (net.Conn, error) {
+	var (
+		conn net.Conn
+		err  error
+	)
+	if u.ep.tls != nil {
+		d := tls.Dialer{Config: u.ep.tls}
+		conn, err = d.DialContext(ctx, "tcp", u.ep.hostPort)
+	} else {
+		var d net.Dialer
+		conn, err = d.DialContext(ctx, "tcp", u.ep.hostPort)
+	}
+	if err != nil {
+		return nil, err
+	}
+	// paho writes packets from several goroutines in several Write calls;
+	// serialise them (as autopaho does).
+	return packets.NewThreadSafeConn(conn), nil
+}
+
+func secondsU32(d time.Duration) uint32 {
+	s := d / time.Second
+	switch {
+	case s <= 0:
+		return 0
+	case s >= 0xFFFFFFFF:
+		return 0xFFFFFFFF
+	}
+	return uint32(s)
+}
