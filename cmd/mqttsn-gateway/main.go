@@ -1,0 +1,211 @@
+// Command mqttsn-gateway runs the MQTT-SN gateway. With no flags it listens
+// for MQTT-SN on UDP 0.0.0.0:1884 and bridges to an embedded MQTT broker on
+// 127.0.0.1:1883.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/mqttsn-gateway/mqttsn-gateway/broker"
+	"github.com/mqttsn-gateway/mqttsn-gateway/gateway"
+	"github.com/mqttsn-gateway/mqttsn-gateway/internal/config"
+	"github.com/mqttsn-gateway/mqttsn-gateway/upstream"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev" //nolint:gochecknoglobals // set by the linker
+
+const usage = `mqttsn-gateway: an MQTT-SN v1.2 gateway that bridges sensor nodes to any MQTT broker.
+
+Usage:
+  mqttsn-gateway [flags]
+
+With no flags it listens for MQTT-SN on UDP 0.0.0.0:1884 and bridges every
+node to an embedded MQTT broker on 127.0.0.1:1883 (watch it with, e.g.,
+mosquitto_sub -h 127.0.0.1 -p 1883 -t '#' -v). Give --broker (or broker.url
+in the config file) to bridge to your own broker instead. Flags override the
+config file. See README.md for every configuration key.
+
+Flags:
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("mqttsn-gateway", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, usage)
+		fs.PrintDefaults()
+	}
+	var (
+		cfgPath     = fs.String("config", "", "YAML configuration `file`")
+		checkConfig = fs.String("check-config", "", "validate the configuration `file` and exit")
+		listen      = fs.String("listen", "", "UDP `addresses` to listen on, comma separated (listen.udp; default 0.0.0.0:1884)")
+		brokerURL   = fs.String("broker", "", "broker `URL`, mqtt://host:port or mqtts://host:port (broker.url; default: embedded broker)")
+		embedded    = fs.String("embedded-broker", "", "`address` of the embedded broker when no broker URL is set (embedded_broker.listen; default 127.0.0.1:1883)")
+		logLevel    = fs.String("log-level", "", "log `level`: debug, info, warn or error (log.level; default info)")
+		logFormat   = fs.String("log-format", "", "log `format`: json or console (log.format; default json, console on a terminal)")
+		showVersion = fs.Bool("version", false, "print the version and exit")
+	)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "mqttsn-gateway: unexpected argument %q (see --help)\n", fs.Arg(0))
+		return 2
+	}
+	if *showVersion {
+		fmt.Fprintln(stdout, "mqttsn-gateway", version)
+		return 0
+	}
+	if *checkConfig != "" {
+		if _, err := config.Load(*checkConfig); err != nil {
+			fmt.Fprintln(stderr, "mqttsn-gateway:", err)
+			return 1
+		}
+		fmt.Fprintln(stdout, *checkConfig+": ok")
+		return 0
+	}
+
+	cfg := config.Default()
+	if *cfgPath != "" {
+		c, err := config.Load(*cfgPath)
+		if err != nil {
+			fmt.Fprintln(stderr, "mqttsn-gateway:", err)
+			return 1
+		}
+		cfg = c
+	}
+	if *listen != "" {
+		cfg.Listen.UDP = strings.Split(*listen, ",")
+	}
+	if *brokerURL != "" {
+		cfg.Broker.URL = *brokerURL
+	}
+	if *embedded != "" {
+		cfg.EmbeddedBroker.Listen = *embedded
+	}
+	if *logLevel != "" {
+		cfg.Log.Level = *logLevel
+	}
+	if *logFormat != "" {
+		cfg.Log.Format = *logFormat
+	}
+	if err := cfg.Check(); err != nil {
+		fmt.Fprintln(stderr, "mqttsn-gateway:", err)
+		return 1
+	}
+	log, err := newLogger(cfg.Log.Level, cfg.Log.Format, stderr)
+	if err != nil {
+		fmt.Fprintln(stderr, "mqttsn-gateway:", err)
+		return 1
+	}
+	defer func() { _ = log.Sync() }()
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := serve(ctx, cfg, log); err != nil {
+		log.Error("gateway stopped", zap.Error(err))
+		return 1
+	}
+	return 0
+}
+
+// serve wires the parts together and runs until ctx ends.
+func serve(ctx context.Context, cfg *config.File, log *zap.Logger) error {
+	ucfg := cfg.Upstream()
+	if ucfg.URL == "" {
+		b, err := broker.Start(cfg.EmbeddedBroker.Listen, log.Named("broker"))
+		if err != nil {
+			return fmt.Errorf("embedded_broker.listen %q: %w (is another broker running there? set --broker to use it)", cfg.EmbeddedBroker.Listen, err)
+		}
+		defer func() { _ = b.Close() }()
+		ucfg.URL = b.URL()
+		log.Info("embedded MQTT broker started: watch it with any MQTT client",
+			zap.String("url", b.URL()), zap.String("example", watchCommand(b.Addr())))
+	}
+	up, err := upstream.New(ucfg, log.Named("upstream"))
+	if err != nil {
+		return err
+	}
+	g, err := gateway.New(cfg.Gateway(), gateway.WithLogger(log.Named("gateway")), gateway.WithUpstream(up))
+	if err != nil {
+		return err
+	}
+	log.Info("mqttsn-gateway starting", zap.String("version", version), zap.Strings("udp", cfg.Listen.UDP), zap.String("broker", ucfg.URL))
+	errc := make(chan error, 1)
+	go func() { errc <- g.Serve(ctx) }()
+	select {
+	case err := <-errc:
+		if errors.Is(err, gateway.ErrGatewayClosed) {
+			return nil
+		}
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := g.Shutdown(sctx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	if err := <-errc; err != nil && !errors.Is(err, gateway.ErrGatewayClosed) {
+		return err
+	}
+	return nil
+}
+
+func newLogger(level, format string, w io.Writer) (*zap.Logger, error) {
+	lvl, err := zap.ParseAtomicLevel(level)
+	if err != nil {
+		return nil, fmt.Errorf("log.level: %w", err)
+	}
+	if format == "" {
+		format = "json"
+		if f, ok := w.(*os.File); ok {
+			if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
+				format = "console"
+			}
+		}
+	}
+	encCfg := zap.NewProductionEncoderConfig()
+	encCfg.EncodeTime = zapcore.ISO8601TimeEncoder
+	var enc zapcore.Encoder
+	if format == "console" {
+		encCfg.EncodeLevel = zapcore.CapitalColorLevelEncoder
+		enc = zapcore.NewConsoleEncoder(encCfg)
+	} else {
+		enc = zapcore.NewJSONEncoder(encCfg)
+	}
+	core := zapcore.NewCore(enc, zapcore.AddSync(w), lvl)
+	return zap.New(core), nil
+}
+
+// watchCommand is a mosquitto_sub command that shows the embedded broker's
+// traffic.
+func watchCommand(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return ""
+	}
+	return "mosquitto_sub -h " + host + " -p " + port + " -t '#' -v"
+}

@@ -1,0 +1,194 @@
+package gateway
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"runtime"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/mqttsn-gateway/mqttsn-gateway/topicreg"
+)
+
+// Config is the gateway's configuration. The zero value of every field
+// means "use the default" (see setDefaults); New validates the result and
+// names the offending field in its error.
+type Config struct {
+	// Listen holds the UDP addresses to serve ("0.0.0.0:1884", "[::]:1884").
+	// Transports given with WithTransport are served in addition.
+	Listen []string
+	// GatewayID is sent in GWINFO and ADVERTISE.
+	GatewayID uint8
+	// Predefined maps gateway-wide predefined topic ids to topic names.
+	Predefined map[uint16]string
+
+	// RetryInterval is Tretry: how long the gateway waits for a node's
+	// acknowledgement before it retransmits. Default 10s.
+	RetryInterval time.Duration
+	// RetryCount is Nretry: retransmissions before the node is lost.
+	// Default 3.
+	RetryCount int
+
+	// DisableQoSMinusOne drops QoS -1 publishes instead of forwarding them.
+	DisableQoSMinusOne bool
+
+	// Shards is the number of session workers. Default 4 per CPU.
+	Shards int
+	// InboxSize bounds each shard's queue of datagrams; when full, further
+	// datagrams are dropped and counted. Default 1024.
+	InboxSize int
+	// MaxClientIDLen is the longest ClientId accepted (the spec says 23;
+	// many nodes use longer ones). Default 64.
+	MaxClientIDLen int
+	// MaxTopics bounds the topic ids one node may register. Default 1000.
+	MaxTopics int
+	// MaxPacketSize is the largest datagram the gateway sends; a downlink
+	// message that would not fit is dropped (spec §6.10). Default 65507.
+	MaxPacketSize int
+	// MaxBuffered bounds the messages queued for one node (asleep or
+	// waiting for its acknowledgements). Default 1000.
+	MaxBuffered int
+	// MaxBufferedBytes bounds the bytes queued for all nodes together.
+	// Default 256 MiB.
+	MaxBufferedBytes int64
+	// SessionExpiry is how long the broker keeps the session of a node that
+	// connected with CleanSession=false after its upstream connection ends.
+	// Default 24h.
+	SessionExpiry time.Duration
+	// UpstreamTimeout bounds each upstream operation made for a node
+	// (connect, publish, subscribe). Default 30s.
+	UpstreamTimeout time.Duration
+}
+
+// Defaults of Config.
+const (
+	DefaultRetryInterval    = 10 * time.Second
+	DefaultRetryCount       = 3
+	DefaultInboxSize        = 1024
+	DefaultMaxClientIDLen   = 64
+	DefaultMaxTopics        = 1000
+	DefaultMaxPacketSize    = 65507
+	DefaultMaxBuffered      = 1000
+	DefaultMaxBufferedBytes = 256 << 20
+	DefaultSessionExpiry    = 24 * time.Hour
+	DefaultUpstreamTimeout  = 30 * time.Second
+)
+
+func (c *Config) setDefaults() {
+	if c.RetryInterval == 0 {
+		c.RetryInterval = DefaultRetryInterval
+	}
+	if c.RetryCount == 0 {
+		c.RetryCount = DefaultRetryCount
+	}
+	if c.Shards == 0 {
+		c.Shards = 4 * runtime.GOMAXPROCS(0)
+	}
+	if c.InboxSize == 0 {
+		c.InboxSize = DefaultInboxSize
+	}
+	if c.MaxClientIDLen == 0 {
+		c.MaxClientIDLen = DefaultMaxClientIDLen
+	}
+	if c.MaxTopics == 0 {
+		c.MaxTopics = DefaultMaxTopics
+	}
+	if c.MaxPacketSize == 0 {
+		c.MaxPacketSize = DefaultMaxPacketSize
+	}
+	if c.MaxBuffered == 0 {
+		c.MaxBuffered = DefaultMaxBuffered
+	}
+	if c.MaxBufferedBytes == 0 {
+		c.MaxBufferedBytes = DefaultMaxBufferedBytes
+	}
+	if c.SessionExpiry == 0 {
+		c.SessionExpiry = DefaultSessionExpiry
+	}
+	if c.UpstreamTimeout == 0 {
+		c.UpstreamTimeout = DefaultUpstreamTimeout
+	}
+}
+
+// Check reports whether c (with its defaults) is valid, without binding
+// anything.
+func (c Config) Check() error {
+	c.setDefaults()
+	return c.validate()
+}
+
+func (c *Config) validate() error {
+	for _, a := range c.Listen {
+		if _, err := net.ResolveUDPAddr("udp", a); err != nil {
+			return fmt.Errorf("gateway: listen.udp %q: %w (use host:port, e.g. 0.0.0.0:1884 or [::]:1884)", a, err)
+		}
+	}
+	if _, err := topicreg.NewPredefined(c.Predefined); err != nil {
+		return fmt.Errorf("gateway: predefined_topics: %w", err)
+	}
+	switch {
+	case c.RetryInterval < 0:
+		return errors.New("gateway: retry.interval must be positive (e.g. 10s)")
+	case c.RetryCount < 0:
+		return errors.New("gateway: retry.count must be positive (e.g. 3)")
+	case c.Shards < 0 || c.Shards > 4096:
+		return errors.New("gateway: shards must be between 1 and 4096")
+	case c.InboxSize < 0:
+		return errors.New("gateway: inbox size must be positive")
+	case c.MaxClientIDLen < 0 || c.MaxClientIDLen > 65000:
+		return errors.New("gateway: max ClientId length must be between 1 and 65000")
+	case c.MaxTopics < 0 || c.MaxTopics > 65534:
+		return errors.New("gateway: max topics must be between 1 and 65534")
+	case c.MaxPacketSize < 8 || c.MaxPacketSize > 65535:
+		return errors.New("gateway: max packet size must be between 8 and 65535")
+	case c.MaxBuffered < 0:
+		return errors.New("gateway: sleep.max_buffered must be positive")
+	case c.MaxBufferedBytes < 0:
+		return errors.New("gateway: sleep.max_buffered_bytes must be positive")
+	case c.SessionExpiry < 0:
+		return errors.New("gateway: session expiry must be positive")
+	case c.UpstreamTimeout < 0:
+		return errors.New("gateway: upstream timeout must be positive")
+	}
+	return nil
+}
+
+// Option configures what is injected into a Gateway rather than configured.
+type Option func(*Gateway) error
+
+// WithLogger sets the logger. The default discards everything.
+func WithLogger(l *zap.Logger) Option {
+	return func(g *Gateway) error {
+		if l == nil {
+			return errors.New("gateway: WithLogger: nil logger")
+		}
+		g.log = l
+		return nil
+	}
+}
+
+// WithUpstream sets the broker side. It is required.
+func WithUpstream(u Upstream) Option {
+	return func(g *Gateway) error {
+		if u == nil {
+			return errors.New("gateway: WithUpstream: nil upstream")
+		}
+		g.up = u
+		return nil
+	}
+}
+
+// WithTransport adds a datagram transport (a DTLS listener adapter, an
+// in-memory pipe in tests) served beside the UDP addresses of Config.Listen.
+// The gateway closes it on shutdown.
+func WithTransport(t Transport) Option {
+	return func(g *Gateway) error {
+		if t == nil {
+			return errors.New("gateway: WithTransport: nil transport")
+		}
+		g.extra = append(g.extra, t)
+		return nil
+	}
+}

@@ -1,0 +1,273 @@
+package gateway
+
+import (
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/mqttsn-gateway/mqttsn-gateway/sleepmgr"
+	"github.com/mqttsn-gateway/mqttsn-gateway/snpacket"
+	"github.com/mqttsn-gateway/mqttsn-gateway/topicreg"
+)
+
+// stage is where the message being delivered to a node stands.
+type stage uint8
+
+const (
+	stageRegister stage = iota // REGISTER sent, waiting for REGACK
+	stagePublish               // PUBLISH sent, waiting for PUBACK or PUBREC
+	stagePubrel                // PUBREL sent, waiting for PUBCOMP
+)
+
+// outbound is the one message in flight towards a node. The gateway keeps
+// one at a time per node: constrained nodes handle one transaction at a
+// time, and it keeps delivery in order.
+type outbound struct {
+	item    sleepmgr.Item
+	stage   stage
+	idType  snpacket.TopicIDType
+	topicID uint16
+	msgID   uint16
+	retries int
+	retryAt time.Time
+}
+
+// onDeliver queues a broker message for the node and starts delivery when
+// the node can receive.
+func (s *shard) onDeliver(now time.Time, sess *session, gen uint64, m Message) {
+	if gen != sess.upGen {
+		return // a clean session replaced the one this came from
+	}
+	qos, ok := s.deliveryQoS(sess, m)
+	if !ok {
+		return // no longer subscribed
+	}
+	drops := sess.queue.Push(sleepmgr.Item{Topic: m.Topic, Payload: m.Payload, QoS: int8(qos), Retain: m.Retain})
+	if len(drops) > 0 {
+		s.g.stats.BufferDropped.Add(uint64(len(drops)))
+		if !sess.dropsLogged {
+			sess.dropsLogged = true
+			sess.log.Warn("buffer full: messages dropped", zap.Int("dropped", len(drops)),
+				zap.Stringer("reason", drops[0].Reason), zap.Int("queued", sess.queue.Len()))
+		}
+	}
+	s.pump(now, sess)
+	s.schedule(sess)
+}
+
+// deliveryQoS caps the message's QoS at the node's subscription QoS
+// (downgrade, never upgrade).
+func (s *shard) deliveryQoS(sess *session, m Message) (snpacket.QoS, bool) {
+	best := snpacket.QoS(-2)
+	for f, sub := range sess.subs {
+		if (f == m.Topic || topicreg.Match(f, m.Topic)) && sub.qos > best {
+			best = sub.qos
+		}
+	}
+	if best < 0 {
+		return 0, false
+	}
+	if q := snpacket.QoS(m.QoS); q < best {
+		best = q
+	}
+	return best, true
+}
+
+// pump sends queued messages while the node can take them: QoS 0 at once,
+// QoS 1 and 2 one at a time, each preceded by a REGISTER when the node
+// does not know the topic id yet (spec §6.10).
+func (s *shard) pump(now time.Time, sess *session) {
+	for sess.inflight == nil && sess.subWait == 0 && sess.phase == phaseNone &&
+		(sess.state == sleepmgr.Active || sess.state == sleepmgr.Awake) {
+		it, ok := sess.queue.Pop()
+		if !ok {
+			break
+		}
+		out := &outbound{item: it}
+		if !s.topicFor(sess, out) {
+			continue
+		}
+		if out.stage == stageRegister {
+			out.msgID = sess.newMsgID()
+			sess.inflight = out
+			s.sendInflight(now, sess, false)
+			break
+		}
+		if snpacket.QoS(it.QoS) == snpacket.QoS0 {
+			s.sendPublish(sess, out, false)
+			continue
+		}
+		out.msgID = sess.newMsgID()
+		sess.inflight = out
+		s.sendInflight(now, sess, false)
+	}
+	s.maybeWakeDone(now, sess)
+}
+
+// topicFor decides how the node will know the topic: the short name or
+// predefined id it subscribed with, or a normal id (registered first if
+// the node does not know it). It reports false when the message cannot be
+// delivered and was dropped.
+func (s *shard) topicFor(sess *session, out *outbound) bool {
+	topic := out.item.Topic
+	if sub, ok := sess.subs[topic]; ok && sub.idType != snpacket.TopicNormal {
+		out.idType, out.topicID, out.stage = sub.idType, sub.id, stagePublish
+		return true
+	}
+	if id, ok := snpacket.ShortTopicID(topic); ok {
+		if _, sub := sess.subs[topic]; !sub {
+			// Reached through a wildcard: a two-letter topic still goes
+			// out as a short name, which needs no registration.
+			out.idType, out.topicID, out.stage = snpacket.TopicShort, id, stagePublish
+			return true
+		}
+	}
+	id, acked, err := sess.topics.Assign(topic)
+	if err != nil {
+		s.g.stats.BufferDropped.Add(1)
+		sess.log.Warn("no topic id left for downlink message: dropped", zap.String("topic", topic), zap.Error(err))
+		return false
+	}
+	out.idType, out.topicID = snpacket.TopicNormal, id
+	if acked {
+		out.stage = stagePublish
+	} else {
+		out.stage = stageRegister
+	}
+	return true
+}
+
+func (sess *session) newMsgID() uint16 {
+	sess.nextMsgID++
+	if sess.nextMsgID == 0 {
+		sess.nextMsgID = 1
+	}
+	return sess.nextMsgID
+}
+
+func (s *shard) sendPublish(sess *session, out *outbound, dup bool) bool {
+	p := &snpacket.Publish{
+		DUP: dup, QoS: snpacket.QoS(out.item.QoS), Retain: out.item.Retain,
+		TopicIDType: out.idType, TopicID: out.topicID, MsgID: out.msgID, Data: out.item.Payload,
+	}
+	if p.QoS == snpacket.QoS0 {
+		p.MsgID = 0
+	}
+	if p.Len() > s.g.cfg.MaxPacketSize {
+		// Spec §6.10: too long for a PUBLISH: silently aborted.
+		s.g.stats.BufferDropped.Add(1)
+		sess.log.Debug("downlink message too long: dropped", zap.String("topic", out.item.Topic), zap.Int("size", p.Len()))
+		return false
+	}
+	s.g.stats.PublishesDown.Add(1)
+	s.send(sess, p)
+	return true
+}
+
+// sendInflight (re)sends the in-flight message at its stage.
+func (s *shard) sendInflight(now time.Time, sess *session, dup bool) {
+	out := sess.inflight
+	out.retryAt = now.Add(s.g.cfg.RetryInterval)
+	switch out.stage {
+	case stageRegister:
+		r := &snpacket.Register{TopicID: out.topicID, MsgID: out.msgID, TopicName: out.item.Topic}
+		if r.Len() > s.g.cfg.MaxPacketSize {
+			sess.inflight = nil
+			sess.topics.Remove(out.topicID)
+			s.g.stats.BufferDropped.Add(1)
+			return
+		}
+		s.send(sess, r)
+	case stagePublish:
+		if !s.sendPublish(sess, out, dup) {
+			sess.inflight = nil
+		}
+	case stagePubrel:
+		s.send(sess, &snpacket.Pubrel{MsgID: out.msgID})
+	}
+}
+
+func (s *shard) retransmit(now time.Time, sess *session) {
+	sess.inflight.retries++
+	s.g.stats.Retransmits.Add(1)
+	s.sendInflight(now, sess, true)
+	if sess.inflight == nil {
+		s.pump(now, sess)
+	}
+}
+
+// next moves the in-flight message forward after the node's answer.
+func (s *shard) finishInflight(now time.Time, sess *session) {
+	sess.inflight = nil
+	s.pump(now, sess)
+}
+
+func (s *shard) onRegack(now time.Time, sess *session, r *snpacket.Regack) {
+	out := sess.inflight
+	if out == nil || out.stage != stageRegister || out.msgID != r.MsgID {
+		return
+	}
+	if r.ReturnCode != snpacket.Accepted {
+		// Rejecting the REGISTER is unsubscribing from that topic name
+		// (spec §6.10): drop the message.
+		sess.topics.Remove(out.topicID)
+		sess.log.Debug("node refused topic registration", zap.String("topic", out.item.Topic), zap.Stringer("rc", r.ReturnCode))
+		s.finishInflight(now, sess)
+		return
+	}
+	sess.topics.Ack(out.topicID)
+	if snpacket.QoS(out.item.QoS) == snpacket.QoS0 {
+		s.sendPublish(sess, out, false)
+		s.finishInflight(now, sess)
+		return
+	}
+	out.stage = stagePublish
+	out.retries = 0
+	out.msgID = sess.newMsgID()
+	s.sendInflight(now, sess, false)
+}
+
+func (s *shard) onPuback(now time.Time, sess *session, p *snpacket.Puback) {
+	out := sess.inflight
+	if out == nil || out.stage != stagePublish || out.msgID != p.MsgID {
+		return
+	}
+	if p.ReturnCode == snpacket.RejectedInvalidTopicID && out.idType == snpacket.TopicNormal && out.retries <= s.g.cfg.RetryCount {
+		// The node lost the id: register it again, then resend.
+		sess.topics.Remove(out.topicID)
+		if !s.topicFor(sess, out) {
+			s.finishInflight(now, sess)
+			return
+		}
+		out.msgID = sess.newMsgID()
+		out.retries++
+		s.sendInflight(now, sess, false)
+		return
+	}
+	if p.ReturnCode != snpacket.Accepted {
+		sess.log.Debug("node refused message", zap.String("topic", out.item.Topic), zap.Stringer("rc", p.ReturnCode))
+	}
+	s.finishInflight(now, sess)
+}
+
+func (s *shard) onPubrec(now time.Time, sess *session, p *snpacket.Pubrec) {
+	out := sess.inflight
+	if out == nil || out.msgID != p.MsgID || snpacket.QoS(out.item.QoS) != snpacket.QoS2 {
+		return
+	}
+	if out.stage == stagePublish {
+		out.stage = stagePubrel
+		out.retries = 0
+	}
+	if out.stage == stagePubrel {
+		s.sendInflight(now, sess, false)
+	}
+}
+
+func (s *shard) onPubcomp(now time.Time, sess *session, p *snpacket.Pubcomp) {
+	out := sess.inflight
+	if out == nil || out.stage != stagePubrel || out.msgID != p.MsgID {
+		return
+	}
+	s.finishInflight(now, sess)
+}

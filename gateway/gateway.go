@@ -1,0 +1,309 @@
+// Package gateway is the MQTT-SN session engine: it reads datagrams from
+// its transports, keeps one session per node (ClientId), and bridges each
+// node to an upstream MQTT session.
+//
+// Concurrency model: one reader goroutine per transport decodes datagrams
+// and routes them to a fixed set of shard workers (sessions hashed by
+// ClientId). Each shard is an event loop that alone owns its sessions, with
+// one timer for all their deadlines. An idle or sleeping node therefore
+// costs memory, not a goroutine. Upstream operations run in short-lived
+// goroutines, one at a time per node, and report back to the shard.
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/mqttsn-gateway/mqttsn-gateway/sleepmgr"
+	"github.com/mqttsn-gateway/mqttsn-gateway/snpacket"
+	"github.com/mqttsn-gateway/mqttsn-gateway/topicreg"
+)
+
+// ErrGatewayClosed is returned by Serve after Shutdown.
+var ErrGatewayClosed = errors.New("gateway: closed")
+
+// Transport is a datagram socket. *net.UDPConn satisfies it; a DTLS
+// listener or an in-memory pipe can be adapted to it.
+type Transport interface {
+	ReadFrom(p []byte) (n int, addr net.Addr, err error)
+	WriteTo(p []byte, addr net.Addr) (n int, err error)
+	Close() error
+	LocalAddr() net.Addr
+	SetReadDeadline(t time.Time) error
+}
+
+// Gateway is an MQTT-SN gateway. Create it with New, run it with Serve.
+type Gateway struct {
+	cfg   Config
+	log   *zap.Logger
+	up    Upstream
+	extra []Transport
+
+	predef *topicreg.Predefined
+	budget *sleepmgr.Budget
+	stats  Stats
+
+	transports []Transport
+	shards     []*shard
+
+	// index routes a peer (address, forwarder node) to its shard.
+	indexMu sync.RWMutex
+	index   map[peerKey]int
+
+	qm1 chan Message // QoS -1 publishes for the gateway's own connection
+
+	mu       sync.Mutex
+	serving  bool
+	closed   bool
+	ready    chan struct{}
+	done     chan struct{}
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+	shutOnce sync.Once
+}
+
+// New validates cfg, fills its defaults and binds the UDP listeners.
+func New(cfg Config, opts ...Option) (*Gateway, error) {
+	cfg.setDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	g := &Gateway{
+		cfg:   cfg,
+		log:   zap.NewNop(),
+		index: make(map[peerKey]int),
+		ready: make(chan struct{}),
+		done:  make(chan struct{}),
+		qm1:   make(chan Message, 1024),
+	}
+	for _, o := range opts {
+		if err := o(g); err != nil {
+			return nil, err
+		}
+	}
+	if g.up == nil {
+		return nil, errors.New("gateway: no upstream: pass WithUpstream")
+	}
+	if len(cfg.Listen) == 0 && len(g.extra) == 0 {
+		return nil, errors.New("gateway: nothing to listen on: set listen.udp (e.g. 0.0.0.0:1884)")
+	}
+	g.predef, _ = topicreg.NewPredefined(cfg.Predefined) // validated above
+	g.budget = sleepmgr.NewBudget(cfg.MaxBufferedBytes)
+	for _, a := range cfg.Listen {
+		ua, _ := net.ResolveUDPAddr("udp", a)
+		c, err := net.ListenUDP("udp", ua)
+		if err != nil {
+			for _, t := range g.transports {
+				_ = t.Close()
+			}
+			return nil, fmt.Errorf("gateway: listen.udp %q: %w", a, err)
+		}
+		g.transports = append(g.transports, c)
+	}
+	g.transports = append(g.transports, g.extra...)
+	for i := 0; i < cfg.Shards; i++ {
+		g.shards = append(g.shards, newShard(g, i))
+	}
+	return g, nil
+}
+
+// Addrs returns the local addresses of every transport, in order: the
+// Config.Listen addresses, then those added with WithTransport.
+func (g *Gateway) Addrs() []net.Addr {
+	out := make([]net.Addr, len(g.transports))
+	for i, t := range g.transports {
+		out[i] = t.LocalAddr()
+	}
+	return out
+}
+
+// Ready is closed once Serve is reading from every transport.
+func (g *Gateway) Ready() <-chan struct{} { return g.ready }
+
+// Stats returns the gateway's counters.
+func (g *Gateway) Stats() *Stats { return &g.stats }
+
+// Serve runs the gateway until Shutdown is called or ctx ends. It returns
+// ErrGatewayClosed after Shutdown.
+func (g *Gateway) Serve(ctx context.Context) error {
+	g.mu.Lock()
+	if g.closed {
+		g.mu.Unlock()
+		return ErrGatewayClosed
+	}
+	if g.serving {
+		g.mu.Unlock()
+		return errors.New("gateway: Serve called twice")
+	}
+	g.serving = true
+	ctx, g.cancel = context.WithCancel(ctx)
+	g.mu.Unlock()
+
+	for _, s := range g.shards {
+		g.wg.Add(1)
+		go func() { defer g.wg.Done(); s.run(ctx) }()
+	}
+	g.wg.Add(1)
+	go func() { defer g.wg.Done(); g.runQoSMinusOne(ctx) }()
+	for i, t := range g.transports {
+		g.wg.Add(1)
+		go func() { defer g.wg.Done(); g.readLoop(ctx, i, t) }()
+	}
+	close(g.ready)
+	g.log.Info("gateway serving", zap.Stringers("addrs", addrStringers(g.Addrs())), zap.Int("shards", len(g.shards)))
+	<-ctx.Done()
+	g.stop()
+	close(g.done)
+	return ErrGatewayClosed
+}
+
+// stop unblocks the readers and waits for every goroutine to finish.
+func (g *Gateway) stop() {
+	for _, t := range g.transports {
+		_ = t.SetReadDeadline(time.Unix(1, 0))
+	}
+	g.wg.Wait()
+	// Close upstream sessions cleanly (no wills: the nodes are not lost).
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for _, s := range g.shards {
+		s.closeAll(ctx)
+	}
+	for _, t := range g.transports {
+		_ = t.Close()
+	}
+}
+
+// Shutdown stops the gateway and waits until it stopped or ctx ends. It is
+// safe to call more than once and before Serve.
+func (g *Gateway) Shutdown(ctx context.Context) error {
+	g.mu.Lock()
+	g.closed = true
+	serving := g.serving
+	cancel := g.cancel
+	g.mu.Unlock()
+	if !serving {
+		g.shutOnce.Do(func() {
+			for _, t := range g.transports {
+				_ = t.Close()
+			}
+		})
+		return nil
+	}
+	cancel()
+	select {
+	case <-g.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// peerKey identifies where a node talks from: a transport, a source
+// address and, behind a forwarder, the node's Wireless Node Id.
+type peerKey struct {
+	tr   int
+	ap   netip.AddrPort
+	node string
+}
+
+// peer is a peerKey plus what is needed to answer it.
+type peer struct {
+	key  peerKey
+	addr net.Addr
+}
+
+func keyOf(tr int, a net.Addr) (peerKey, bool) {
+	if ua, ok := a.(*net.UDPAddr); ok {
+		ap := ua.AddrPort()
+		return peerKey{tr: tr, ap: netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())}, true
+	}
+	ap, err := netip.ParseAddrPort(a.String())
+	if err != nil {
+		return peerKey{}, false
+	}
+	return peerKey{tr: tr, ap: netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())}, true
+}
+
+func (g *Gateway) lookup(k peerKey) (int, bool) {
+	g.indexMu.RLock()
+	i, ok := g.index[k]
+	g.indexMu.RUnlock()
+	return i, ok
+}
+
+func (g *Gateway) bind(k peerKey, shard int) {
+	g.indexMu.Lock()
+	g.index[k] = shard
+	g.indexMu.Unlock()
+}
+
+func (g *Gateway) unbind(k peerKey, shard int) {
+	g.indexMu.Lock()
+	if g.index[k] == shard {
+		delete(g.index, k)
+	}
+	g.indexMu.Unlock()
+}
+
+func (g *Gateway) shardFor(clientID string) int {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(clientID))
+	return int(h.Sum32() % uint32(len(g.shards)))
+}
+
+// send encodes p and writes it to the peer, encapsulated when the peer is
+// behind a forwarder.
+func (g *Gateway) send(to peer, p snpacket.Packet) {
+	var out snpacket.Packet = p
+	if to.key.node != "" {
+		out = &snpacket.Encapsulated{NodeID: []byte(to.key.node), Message: p}
+	}
+	b, err := out.AppendTo(make([]byte, 0, out.Len()))
+	if err != nil {
+		g.log.Warn("encode failed", zap.Stringer("type", p.Type()), zap.Error(err))
+		return
+	}
+	if _, err := g.transports[to.key.tr].WriteTo(b, to.addr); err != nil {
+		g.stats.WriteErrors.Add(1)
+		g.log.Debug("write failed", zap.Stringer("to", to.addr), zap.Error(err))
+		return
+	}
+	g.stats.DatagramsOut.Add(1)
+}
+
+func addrStringers(as []net.Addr) []fmt.Stringer {
+	out := make([]fmt.Stringer, len(as))
+	for i, a := range as {
+		out[i] = a
+	}
+	return out
+}
+
+// Stats are the gateway's counters. Fields are safe to read at any time.
+type Stats struct {
+	DatagramsIn     atomic.Uint64
+	DatagramsOut    atomic.Uint64
+	Malformed       atomic.Uint64
+	InboxDropped    atomic.Uint64
+	NoSession       atomic.Uint64
+	WriteErrors     atomic.Uint64
+	QoSMinusOneIn   atomic.Uint64
+	QoSMinusOneOut  atomic.Uint64
+	QoSMinusOneDrop atomic.Uint64
+	PublishesUp     atomic.Uint64
+	PublishesDown   atomic.Uint64
+	Retransmits     atomic.Uint64
+	BufferDropped   atomic.Uint64
+	Lost            atomic.Uint64
+	UpstreamClosed  atomic.Uint64
+}

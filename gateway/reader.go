@@ -1,0 +1,200 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"net"
+	"strconv"
+
+	"go.uber.org/zap"
+
+	"github.com/mqttsn-gateway/mqttsn-gateway/snpacket"
+)
+
+// inbound is one decoded datagram on its way to a shard.
+type inbound struct {
+	from peer
+	pkt  snpacket.Packet
+	size int
+}
+
+// readLoop reads datagrams from one transport until ctx ends, decodes them
+// and hands each to its shard without ever blocking on one.
+func (g *Gateway) readLoop(ctx context.Context, tr int, t Transport) {
+	buf := make([]byte, 65536)
+	for {
+		n, addr, err := t.ReadFrom(buf)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			g.log.Warn("read failed", zap.Error(err))
+			continue
+		}
+		g.stats.DatagramsIn.Add(1)
+		key, ok := keyOf(tr, addr)
+		if !ok {
+			g.stats.Malformed.Add(1)
+			continue
+		}
+		// Decoded byte fields alias the buffer: give each datagram its own.
+		data := make([]byte, n)
+		copy(data, buf[:n])
+		g.dispatch(peer{key: key, addr: addr}, data)
+	}
+}
+
+// dispatch decodes one datagram and routes it.
+func (g *Gateway) dispatch(from peer, data []byte) {
+	pkt, err := snpacket.Unmarshal(data)
+	if enc, ok := pkt.(*snpacket.Encapsulated); ok && (err == nil || errors.Is(err, snpacket.ErrProtocolID)) {
+		from.key.node = string(enc.NodeID)
+		pkt = enc.Message
+	}
+	if err != nil {
+		if c, ok := pkt.(*snpacket.Connect); ok && errors.Is(err, snpacket.ErrProtocolID) {
+			g.log.Debug("CONNECT with unsupported protocol id", zap.Uint8("protocol_id", c.ProtocolID), zap.Stringer("from", from.addr))
+			g.send(from, &snpacket.Connack{ReturnCode: snpacket.RejectedNotSupported})
+			return
+		}
+		g.stats.Malformed.Add(1)
+		g.log.Debug("malformed datagram dropped", zap.Stringer("from", from.addr), zap.Error(err))
+		return
+	}
+	if _, ok := pkt.(*snpacket.Encapsulated); ok {
+		g.stats.Malformed.Add(1) // nested encapsulation is refused by the codec; belt and braces
+		return
+	}
+	in := inbound{from: from, pkt: pkt, size: len(data)}
+	switch p := pkt.(type) {
+	case *snpacket.SearchGW:
+		g.send(from, &snpacket.GWInfo{GatewayID: g.cfg.GatewayID})
+		return
+	case *snpacket.Advertise, *snpacket.GWInfo:
+		return // other gateways: nothing to do
+	case *snpacket.Publish:
+		if p.QoS == snpacket.QoSMinusOne {
+			g.publishMinusOne(from, p)
+			return
+		}
+	case *snpacket.Connect:
+		g.toShard(g.shardFor(p.ClientID), in)
+		return
+	case *snpacket.PingReq:
+		if p.ClientID != "" {
+			g.toShard(g.shardFor(p.ClientID), in)
+			return
+		}
+	}
+	if i, ok := g.lookup(from.key); ok {
+		g.toShard(i, in)
+		return
+	}
+	g.noSession(from, pkt)
+}
+
+func (g *Gateway) toShard(i int, in inbound) {
+	select {
+	case g.shards[i].inbox <- in:
+	default:
+		g.stats.InboxDropped.Add(1)
+	}
+}
+
+// noSession answers traffic from a peer without a session. Session traffic
+// gets an unsolicited DISCONNECT so the node knows to CONNECT again (after
+// a gateway restart, say); acknowledgements are dropped.
+func (g *Gateway) noSession(from peer, pkt snpacket.Packet) {
+	g.stats.NoSession.Add(1)
+	switch pkt.Type() {
+	case snpacket.TypeRegister, snpacket.TypePublish, snpacket.TypeSubscribe,
+		snpacket.TypeUnsubscribe, snpacket.TypePingReq, snpacket.TypeDisconnect,
+		snpacket.TypeWillTopicUpd, snpacket.TypeWillMsgUpd, snpacket.TypePubrel:
+		g.send(from, &snpacket.Disconnect{})
+	}
+}
+
+// publishMinusOne forwards a QoS -1 publish through the gateway's own
+// upstream connection (spec §7.1). Only predefined ids and short names are
+// meaningful without a connection.
+func (g *Gateway) publishMinusOne(from peer, p *snpacket.Publish) {
+	g.stats.QoSMinusOneIn.Add(1)
+	if g.cfg.DisableQoSMinusOne {
+		g.stats.QoSMinusOneDrop.Add(1)
+		return
+	}
+	var topic string
+	switch p.TopicIDType {
+	case snpacket.TopicPredefined:
+		name, ok := g.predef.Name(p.TopicID)
+		if !ok {
+			g.stats.QoSMinusOneDrop.Add(1)
+			g.log.Debug("QoS -1 publish to unknown predefined id", zap.Uint16("topic_id", p.TopicID), zap.Stringer("from", from.addr))
+			return
+		}
+		topic = name
+	case snpacket.TopicShort:
+		topic = snpacket.ShortTopicName(p.TopicID)
+	default:
+		g.stats.QoSMinusOneDrop.Add(1)
+		return
+	}
+	msg := Message{Topic: topic, Payload: p.Data, QoS: 0, Retain: p.Retain}
+	select {
+	case g.qm1 <- msg:
+	default:
+		g.stats.QoSMinusOneDrop.Add(1)
+	}
+}
+
+// runQoSMinusOne owns the gateway's dedicated upstream connection for QoS -1
+// traffic. It connects lazily and reconnects on the next message after a
+// failure.
+func (g *Gateway) runQoSMinusOne(ctx context.Context) {
+	var sess Session
+	defer func() {
+		if sess != nil {
+			cctx, cancel := context.WithTimeout(context.Background(), 2*g.cfg.RetryInterval)
+			_ = sess.Close(cctx)
+			cancel()
+		}
+	}()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case msg := <-g.qm1:
+			if sess == nil {
+				octx, cancel := context.WithTimeout(ctx, g.cfg.UpstreamTimeout)
+				s, err := g.up.Open(octx, SessionOptions{ClientID: gatewayClientID(g.cfg.GatewayID), CleanStart: true}, func(Message) {})
+				cancel()
+				if err != nil {
+					g.stats.QoSMinusOneDrop.Add(1)
+					g.log.Warn("QoS -1 upstream connection failed", zap.Error(err))
+					continue
+				}
+				sess = s
+			}
+			pctx, cancel := context.WithTimeout(ctx, g.cfg.UpstreamTimeout)
+			err := sess.Publish(pctx, msg)
+			cancel()
+			if err != nil {
+				g.stats.QoSMinusOneDrop.Add(1)
+				g.log.Debug("QoS -1 publish failed", zap.String("topic", msg.Topic), zap.Error(err))
+				continue
+			}
+			g.stats.QoSMinusOneOut.Add(1)
+		}
+	}
+}
+
+func gatewayClientID(id uint8) string {
+	return "mqttsn-gateway-" + strconv.Itoa(int(id)) + "-qos-1"
+}

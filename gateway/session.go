@@ -1,0 +1,501 @@
+package gateway
+
+import (
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/mqttsn-gateway/mqttsn-gateway/sleepmgr"
+	"github.com/mqttsn-gateway/mqttsn-gateway/snpacket"
+	"github.com/mqttsn-gateway/mqttsn-gateway/topicreg"
+)
+
+// connPhase is where a node is in the connect procedure (spec §6.2).
+type connPhase uint8
+
+const (
+	phaseNone      connPhase = iota // connected, or not connecting
+	phaseWillTopic                  // WILLTOPICREQ sent
+	phaseWillMsg                    // WILLMSGREQ sent
+	phaseOpening                    // upstream session being opened
+)
+
+// session is one node's state. It is owned by exactly one shard.
+type session struct {
+	id    string
+	shard *shard
+	log   *zap.Logger
+	peer  peer
+	bound bool // peer is in the routing index
+
+	state     sleepmgr.State
+	phase     connPhase
+	clean     bool
+	keepAlive time.Duration
+	sleep     time.Duration
+	lastSeen  time.Time
+
+	will        *Message // current will (nil: none)
+	pendingWill *Message // will being received during CONNECT
+
+	topics *topicreg.Registry
+	subs   map[string]subscription // by MQTT filter
+
+	// upstream
+	up      Session
+	upGen   uint64 // generation of up; deliveries of older ones are stale
+	ops     []op   // upstream operations, run one at a time in order
+	opBusy  bool
+	opening bool            // an opOpen is queued or running
+	qos2    map[uint16]bool // node's QoS 2 MsgIds: false = forwarding, true = forwarded, awaiting PUBREL
+	qos1    map[uint16]bool // node's QoS 1 MsgIds being forwarded
+	subWait int             // SUBSCRIBEs not yet answered: downlink waits
+
+	// downlink
+	queue       *sleepmgr.Buffer
+	inflight    *outbound
+	nextMsgID   uint16
+	dropsLogged bool
+
+	// supervision
+	superviseAt time.Time
+	deadline    time.Time
+	heapIdx     int
+
+	// accounting
+	rxDatagrams uint64
+}
+
+type subscription struct {
+	qos    snpacket.QoS
+	idType snpacket.TopicIDType
+	id     uint16 // predefined id or short name
+}
+
+func (s *shard) newSession(id string, from peer) *session {
+	return &session{
+		id:      id,
+		shard:   s,
+		log:     s.g.log.With(zap.String("client_id", id)),
+		peer:    from,
+		state:   sleepmgr.Disconnected,
+		topics:  topicreg.New(s.g.cfg.MaxTopics),
+		subs:    map[string]subscription{},
+		queue:   sleepmgr.NewBuffer(s.g.cfg.MaxBuffered, s.g.budget),
+		heapIdx: -1,
+	}
+}
+
+// nextDeadline is the earliest of the supervision and retransmission
+// deadlines, or zero.
+func (sess *session) nextDeadline() time.Time {
+	d := sess.superviseAt
+	// Retransmission runs only while the node listens: a sleeping node
+	// gets what was in flight again when it wakes.
+	listening := sess.state == sleepmgr.Active || sess.state == sleepmgr.Awake
+	if listening && sess.inflight != nil && (d.IsZero() || sess.inflight.retryAt.Before(d)) {
+		d = sess.inflight.retryAt
+	}
+	return d
+}
+
+// supervise restarts the keep-alive or sleep timer (spec §6.11, §6.14).
+func (sess *session) supervise(now time.Time) {
+	switch sess.state {
+	case sleepmgr.Active:
+		sess.superviseAt = sleepmgr.Deadline(now, sess.keepAlive)
+	case sleepmgr.Asleep:
+		sess.superviseAt = sleepmgr.Deadline(now, sess.sleep)
+	default:
+		sess.superviseAt = time.Time{}
+	}
+	if sess.phase == phaseWillTopic || sess.phase == phaseWillMsg {
+		// A node that stops half way through the will handshake is
+		// forgotten after the retransmission budget.
+		sess.superviseAt = now.Add(sess.shard.g.cfg.RetryInterval * time.Duration(sess.shard.g.cfg.RetryCount+1))
+	}
+}
+
+// transition moves the session through the §6.14 state machine.
+func (sess *session) transition(ev sleepmgr.Event) bool {
+	next, err := sleepmgr.Next(sess.state, ev)
+	if err != nil {
+		sess.log.Debug("invalid state transition", zap.Error(err))
+		return false
+	}
+	if next != sess.state {
+		sess.log.Debug("state", zap.Stringer("from", sess.state), zap.Stringer("to", next), zap.Stringer("event", ev))
+	}
+	sess.state = next
+	return true
+}
+
+// setPeer makes from the session's address, taking it over from any
+// earlier one.
+func (s *shard) setPeer(sess *session, from peer) {
+	if sess.bound && sess.peer.key != from.key {
+		if s.byPeer[sess.peer.key] == sess {
+			delete(s.byPeer, sess.peer.key)
+		}
+		s.g.unbind(sess.peer.key, s.id)
+		sess.bound = false
+	}
+	// Another session on this address (a node that rebooted with a new
+	// ClientId): it no longer receives from here.
+	if other := s.byPeer[from.key]; other != nil && other != sess {
+		other.bound = false
+	}
+	sess.peer = from
+	s.byPeer[from.key] = sess
+	if !sess.bound {
+		s.g.bind(from.key, s.id)
+		sess.bound = true
+	}
+}
+
+func (s *shard) send(sess *session, p snpacket.Packet) {
+	s.g.send(sess.peer, p)
+}
+
+// onConnect handles CONNECT (spec §6.2, §6.3).
+func (s *shard) onConnect(now time.Time, from peer, c *snpacket.Connect) {
+	if c.ClientID == "" || len(c.ClientID) > s.g.cfg.MaxClientIDLen {
+		s.g.send(from, &snpacket.Connack{ReturnCode: snpacket.RejectedNotSupported})
+		return
+	}
+	sess := s.sessions[c.ClientID]
+	if sess == nil {
+		sess = s.newSession(c.ClientID, from)
+		s.sessions[c.ClientID] = sess
+	}
+	if sess.phase == phaseOpening && sess.peer.key == from.key {
+		return // a retransmitted CONNECT while the broker connects: CONNACK follows
+	}
+	s.setPeer(sess, from)
+	sess.lastSeen = now
+	sess.rxDatagrams++
+	sess.clean = c.CleanSession
+	sess.keepAlive = time.Duration(c.Duration) * time.Second
+	if c.CleanSession {
+		s.resetSession(sess)
+	}
+	sess.pendingWill = nil
+	if c.Will {
+		sess.phase = phaseWillTopic
+		sess.supervise(now)
+		s.schedule(sess)
+		s.send(sess, &snpacket.WillTopicReq{})
+		return
+	}
+	if !c.CleanSession {
+		sess.pendingWill = sess.will
+	}
+	s.finishConnect(now, sess)
+}
+
+// resetSession drops everything a clean session must not keep.
+func (s *shard) resetSession(sess *session) {
+	sess.will = nil
+	sess.topics.Reset()
+	sess.subs = map[string]subscription{}
+	sess.queue.Clear()
+	sess.inflight = nil
+	sess.qos1 = nil
+	sess.qos2 = nil
+	if sess.up != nil {
+		s.closeUpstream(sess, nil)
+	}
+}
+
+func (s *shard) onWillTopic(now time.Time, sess *session, wt *snpacket.WillTopic) {
+	if sess.phase != phaseWillTopic {
+		return
+	}
+	if wt.WillTopic == "" {
+		sess.pendingWill = nil // empty WILLTOPIC: no will
+		s.finishConnect(now, sess)
+		return
+	}
+	sess.pendingWill = &Message{Topic: wt.WillTopic, QoS: qosUp(wt.QoS), Retain: wt.Retain}
+	sess.phase = phaseWillMsg
+	sess.supervise(now)
+	s.send(sess, &snpacket.WillMsgReq{})
+}
+
+func (s *shard) onWillMsg(now time.Time, sess *session, wm *snpacket.WillMsg) {
+	if sess.phase != phaseWillMsg || sess.pendingWill == nil {
+		return
+	}
+	sess.pendingWill.Payload = clone(wm.WillMsg)
+	s.finishConnect(now, sess)
+}
+
+// finishConnect opens the upstream session if there is none, then answers
+// CONNACK.
+func (s *shard) finishConnect(now time.Time, sess *session) {
+	sess.will = sess.pendingWill
+	sess.pendingWill = nil
+	if sess.up != nil {
+		s.connected(now, sess)
+		return
+	}
+	sess.phase = phaseOpening
+	sess.superviseAt = time.Time{}
+	s.schedule(sess)
+	if !sess.opening {
+		sess.opening = true
+		s.enqueue(sess, op{kind: opOpen})
+	}
+}
+
+// connected sends CONNACK accepted and makes the session active.
+func (s *shard) connected(now time.Time, sess *session) {
+	sess.phase = phaseNone
+	sess.transition(sleepmgr.EvConnect)
+	s.send(sess, &snpacket.Connack{ReturnCode: snpacket.Accepted})
+	sess.log.Info("connected", zap.Stringer("addr", sess.peer.addr), zap.Bool("clean", sess.clean),
+		zap.Duration("keep_alive", sess.keepAlive), zap.Bool("will", sess.will != nil))
+	sess.supervise(now)
+	// What was in flight when the node went away goes out again first.
+	if sess.inflight != nil {
+		s.sendInflight(now, sess, true)
+	}
+	s.pump(now, sess)
+	s.schedule(sess)
+}
+
+// refuseConnect answers CONNACK with rc and forgets the attempt.
+func (s *shard) refuseConnect(sess *session, rc snpacket.ReturnCode) {
+	sess.phase = phaseNone
+	s.send(sess, &snpacket.Connack{ReturnCode: rc})
+	if sess.state == sleepmgr.Disconnected || sess.state == sleepmgr.Lost {
+		s.unbindSession(sess)
+	}
+}
+
+// onWake handles PINGREQ with a ClientId from a sleeping node, from
+// whatever address it now has (spec §6.14).
+func (s *shard) onWake(now time.Time, from peer, clientID string) {
+	sess := s.sessions[clientID]
+	if sess == nil || (sess.state != sleepmgr.Asleep && sess.state != sleepmgr.Awake && sess.state != sleepmgr.Active) {
+		s.g.send(from, &snpacket.Disconnect{})
+		return
+	}
+	s.setPeer(sess, from)
+	sess.lastSeen = now
+	sess.rxDatagrams++
+	if sess.state == sleepmgr.Active {
+		s.send(sess, &snpacket.PingResp{})
+		sess.supervise(now)
+		s.schedule(sess)
+		return
+	}
+	sess.transition(sleepmgr.EvWake)
+	sess.dropsLogged = false
+	sess.superviseAt = time.Time{}
+	if sess.inflight != nil {
+		s.sendInflight(now, sess, true) // what was in flight when it fell asleep
+	}
+	s.pump(now, sess)
+	s.schedule(sess)
+}
+
+// wakeDone ends an awake period with PINGRESP once nothing is left to send.
+func (s *shard) maybeWakeDone(now time.Time, sess *session) {
+	if sess.state != sleepmgr.Awake || sess.inflight != nil || sess.queue.Len() > 0 {
+		return
+	}
+	s.send(sess, &snpacket.PingResp{})
+	sess.transition(sleepmgr.EvWakeDone)
+	sess.supervise(now)
+}
+
+func (s *shard) onDisconnect(now time.Time, sess *session, d *snpacket.Disconnect) {
+	if d.HasDuration && d.Duration > 0 {
+		if !sess.transition(sleepmgr.EvSleep) {
+			return
+		}
+		sess.sleep = time.Duration(d.Duration) * time.Second
+		s.send(sess, &snpacket.Disconnect{})
+		sess.log.Info("asleep", zap.Duration("duration", sess.sleep))
+		sess.supervise(now)
+		return
+	}
+	s.send(sess, &snpacket.Disconnect{})
+	if !sess.transition(sleepmgr.EvDisconnect) {
+		return
+	}
+	sess.log.Info("disconnected", zap.String("reason", "client"))
+	sess.superviseAt = time.Time{}
+	s.closeUpstream(sess, nil)
+	s.unbindSession(sess)
+	s.forgetIfClean(sess)
+}
+
+// lose declares the node lost: its will is published (spec §6.14).
+func (s *shard) lose(now time.Time, sess *session, reason string) {
+	s.g.stats.Lost.Add(1)
+	sess.log.Info("lost", zap.String("reason", reason), zap.Stringer("state", sess.state), zap.Bool("will", sess.will != nil))
+	sess.transition(sleepmgr.EvExpire)
+	sess.phase = phaseNone
+	sess.superviseAt = time.Time{}
+	s.closeUpstream(sess, sess.will)
+	s.unbindSession(sess)
+	s.forgetIfClean(sess)
+}
+
+func (s *shard) unbindSession(sess *session) {
+	if sess.bound {
+		if s.byPeer[sess.peer.key] == sess {
+			delete(s.byPeer, sess.peer.key)
+		}
+		s.g.unbind(sess.peer.key, s.id)
+		sess.bound = false
+	}
+}
+
+// forgetIfClean drops a clean session's state once the node is gone; a
+// persistent one keeps subscriptions, topic ids and buffer (spec §6.3).
+func (s *shard) forgetIfClean(sess *session) {
+	if !sess.clean {
+		return
+	}
+	sess.topics.Reset()
+	sess.subs = map[string]subscription{}
+	sess.queue.Clear()
+	sess.inflight = nil
+	sess.will = nil
+	if len(sess.ops) == 0 && !sess.opBusy && sess.heapIdx < 0 {
+		delete(s.sessions, sess.id)
+	}
+}
+
+// onTimer handles a session's deadline: retransmission or supervision.
+func (s *shard) onTimer(now time.Time, sess *session) {
+	if in := sess.inflight; in != nil && !in.retryAt.After(now) {
+		if in.retries >= s.g.cfg.RetryCount {
+			s.lose(now, sess, "retransmissions exhausted")
+			return
+		}
+		s.retransmit(now, sess)
+	}
+	if !sess.superviseAt.IsZero() && !sess.superviseAt.After(now) {
+		switch {
+		case sess.phase == phaseWillTopic || sess.phase == phaseWillMsg:
+			sess.phase = phaseNone
+			sess.superviseAt = time.Time{}
+			if sess.state == sleepmgr.Disconnected || sess.state == sleepmgr.Lost {
+				s.unbindSession(sess)
+			}
+		case sess.state == sleepmgr.Active:
+			s.lose(now, sess, "keep-alive expired")
+			return
+		case sess.state == sleepmgr.Asleep:
+			s.lose(now, sess, "sleep expired")
+			return
+		default:
+			sess.superviseAt = time.Time{}
+		}
+	}
+	s.schedule(sess)
+}
+
+// onPacket handles a datagram from a node with a session.
+func (s *shard) onPacket(now time.Time, sess *session, pkt snpacket.Packet) {
+	if sess.phase == phaseWillTopic || sess.phase == phaseWillMsg {
+		switch p := pkt.(type) {
+		case *snpacket.WillTopic:
+			s.onWillTopic(now, sess, p)
+		case *snpacket.WillMsg:
+			s.onWillMsg(now, sess, p)
+		default:
+			// Anything else aborts the connect (behaviour.md).
+			sess.phase = phaseNone
+			s.send(sess, &snpacket.Disconnect{})
+			if sess.state == sleepmgr.Disconnected || sess.state == sleepmgr.Lost {
+				s.unbindSession(sess)
+			}
+		}
+		return
+	}
+	if sess.phase == phaseOpening {
+		return // nothing but CONNECT is expected until CONNACK
+	}
+	switch sess.state {
+	case sleepmgr.Active, sleepmgr.Awake, sleepmgr.Asleep:
+	default:
+		s.g.noSession(sess.peer, pkt)
+		return
+	}
+	if sess.state == sleepmgr.Active {
+		sess.supervise(now)
+	}
+	switch p := pkt.(type) {
+	case *snpacket.Register:
+		s.onRegister(sess, p)
+	case *snpacket.Regack:
+		s.onRegack(now, sess, p)
+	case *snpacket.Publish:
+		s.onPublish(now, sess, p)
+	case *snpacket.Puback:
+		s.onPuback(now, sess, p)
+	case *snpacket.Pubrec:
+		s.onPubrec(now, sess, p)
+	case *snpacket.Pubrel:
+		s.onPubrel(sess, p)
+	case *snpacket.Pubcomp:
+		s.onPubcomp(now, sess, p)
+	case *snpacket.Subscribe:
+		s.onSubscribe(sess, p)
+	case *snpacket.Unsubscribe:
+		s.onUnsubscribe(sess, p)
+	case *snpacket.PingReq:
+		if sess.state == sleepmgr.Active {
+			s.send(sess, &snpacket.PingResp{})
+		} else {
+			s.onWake(now, sess.peer, sess.id)
+		}
+	case *snpacket.PingResp:
+		// answer to nothing we sent; harmless
+	case *snpacket.Disconnect:
+		s.onDisconnect(now, sess, p)
+	case *snpacket.WillTopicUpd:
+		if p.WillTopic == "" {
+			sess.will = nil // deletes topic and message (spec §6.4)
+		} else {
+			var payload []byte
+			if sess.will != nil {
+				payload = sess.will.Payload
+			}
+			sess.will = &Message{Topic: p.WillTopic, QoS: qosUp(p.QoS), Retain: p.Retain, Payload: payload}
+		}
+		s.send(sess, &snpacket.WillTopicResp{ReturnCode: snpacket.Accepted})
+	case *snpacket.WillMsgUpd:
+		if sess.will == nil {
+			s.send(sess, &snpacket.WillMsgResp{ReturnCode: snpacket.RejectedNotSupported})
+			return
+		}
+		sess.will.Payload = clone(p.WillMsg)
+		s.send(sess, &snpacket.WillMsgResp{ReturnCode: snpacket.Accepted})
+	case *snpacket.WillTopic, *snpacket.WillMsg:
+		// late duplicate of the will handshake: ignore
+	default:
+		s.g.stats.Malformed.Add(1)
+		sess.log.Debug("unexpected message", zap.Stringer("type", pkt.Type()))
+	}
+}
+
+func clone(b []byte) []byte {
+	if b == nil {
+		return nil
+	}
+	return append([]byte(nil), b...)
+}
+
+// qosUp maps an MQTT-SN QoS to the MQTT QoS used upstream.
+func qosUp(q snpacket.QoS) byte {
+	if q <= 0 {
+		return 0
+	}
+	return byte(q)
+}

@@ -1,0 +1,381 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/mqttsn-gateway/mqttsn-gateway/sleepmgr"
+	"github.com/mqttsn-gateway/mqttsn-gateway/snpacket"
+	"github.com/mqttsn-gateway/mqttsn-gateway/topicreg"
+)
+
+type opKind uint8
+
+const (
+	opOpen opKind = iota
+	opPublish
+	opSubscribe
+	opUnsubscribe
+	opClose
+)
+
+// op is one upstream operation for a node. A node's operations run one at
+// a time, in the order the node asked for them, so its messages reach the
+// broker in the order it sent them.
+type op struct {
+	kind    opKind
+	msg     Message      // opPublish; opClose: the will, if any
+	nodeQoS snpacket.QoS // opPublish: how to answer the node
+	msgID   uint16
+	topicID uint16
+	filter  string       // opSubscribe, opUnsubscribe
+	sub     subscription // opSubscribe
+	up      Session      // opClose
+	hasWill bool         // opClose
+	resub   bool         // opSubscribe: the node was already subscribed
+}
+
+// opResult is what an operation produced.
+type opResult struct {
+	err     error
+	session Session // opOpen
+	granted byte    // opSubscribe
+}
+
+func (s *shard) enqueue(sess *session, o op) {
+	sess.ops = append(sess.ops, o)
+	if !sess.opBusy {
+		s.startOp(sess)
+	}
+}
+
+// startOp runs the first queued operation in its own goroutine; the result
+// comes back to the shard as an event.
+func (s *shard) startOp(sess *session) {
+	if len(sess.ops) == 0 {
+		return
+	}
+	o := sess.ops[0]
+	sess.ops[0] = op{}
+	sess.ops = sess.ops[1:]
+	if len(sess.ops) == 0 {
+		sess.ops = nil
+	}
+	sess.opBusy = true
+	up := sess.up
+	if o.kind == opClose {
+		up = o.up
+	}
+	var opts SessionOptions
+	if o.kind == opOpen {
+		opts = SessionOptions{ClientID: sess.id, CleanStart: sess.clean, Will: sess.will}
+		if !sess.clean {
+			opts.SessionExpiry = s.g.cfg.SessionExpiry
+		}
+	}
+	ctx := s.ctx
+	timeout := s.g.cfg.UpstreamTimeout
+	s.g.wg.Add(1)
+	go func() {
+		defer s.g.wg.Done()
+		octx, cancel := context.WithTimeout(ctx, timeout)
+		defer cancel()
+		var r opResult
+		switch o.kind {
+		case opOpen:
+			r.session, r.err = s.g.up.Open(octx, opts, s.deliverer(sess))
+		case opClose:
+			if up != nil {
+				if o.hasWill {
+					if err := up.Publish(octx, o.msg); err != nil {
+						sess.log.Warn("will not published", zap.String("topic", o.msg.Topic), zap.Error(err))
+					} else {
+						sess.log.Info("will published", zap.String("topic", o.msg.Topic))
+					}
+				}
+				r.err = up.Close(octx)
+			}
+		case opPublish, opSubscribe, opUnsubscribe:
+			if up == nil {
+				r.err = errNoUpstream
+				break
+			}
+			switch o.kind {
+			case opPublish:
+				r.err = up.Publish(octx, o.msg)
+			case opSubscribe:
+				r.granted, r.err = up.Subscribe(octx, o.filter, byte(o.sub.qos))
+			default:
+				r.err = up.Unsubscribe(octx, o.filter)
+			}
+		}
+		if !s.post(ctx, func(now time.Time) { s.opDone(now, sess, o, r) }) && r.session != nil {
+			// Shutting down: nobody will own this session.
+			cctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			_ = r.session.Close(cctx)
+			cancel()
+		}
+	}()
+}
+
+var errNoUpstream = errors.New("gateway: no upstream session")
+
+// opDone applies an operation's result on the shard.
+func (s *shard) opDone(now time.Time, sess *session, o op, r opResult) {
+	sess.opBusy = false
+	switch o.kind {
+	case opOpen:
+		s.openDone(now, sess, r)
+	case opPublish:
+		s.publishDone(sess, o, r.err)
+	case opSubscribe:
+		sess.subWait--
+		if r.err != nil {
+			sess.log.Warn("subscribe failed upstream", zap.String("filter", o.filter), zap.Error(r.err))
+			if !o.resub {
+				delete(sess.subs, o.filter)
+			}
+			s.send(sess, &snpacket.Suback{MsgID: o.msgID, ReturnCode: snpacket.RejectedCongestion})
+		} else {
+			granted := snpacket.QoS(r.granted)
+			if granted > o.sub.qos {
+				granted = o.sub.qos
+			}
+			o.sub.qos = granted
+			sess.subs[o.filter] = o.sub
+			s.send(sess, &snpacket.Suback{QoS: granted, TopicID: o.topicID, MsgID: o.msgID, ReturnCode: snpacket.Accepted})
+		}
+		s.pump(now, sess)
+	case opUnsubscribe:
+		if r.err != nil {
+			sess.log.Debug("unsubscribe failed upstream", zap.String("filter", o.filter), zap.Error(r.err))
+		}
+		s.send(sess, &snpacket.Unsuback{MsgID: o.msgID})
+	case opClose:
+		s.g.stats.UpstreamClosed.Add(1)
+		if r.err != nil {
+			sess.log.Debug("upstream close", zap.Error(r.err))
+		}
+	}
+	s.startOp(sess)
+	if !sess.opBusy && sess.state != sleepmgr.Active && sess.state != sleepmgr.Asleep &&
+		sess.state != sleepmgr.Awake && sess.phase == phaseNone && sess.clean && sess.up == nil && sess.heapIdx < 0 {
+		delete(s.sessions, sess.id)
+	}
+	s.schedule(sess)
+}
+
+func (s *shard) openDone(now time.Time, sess *session, r opResult) {
+	sess.opening = false
+	if r.err != nil {
+		sess.log.Warn("upstream connect failed", zap.Error(r.err))
+		if sess.phase == phaseOpening {
+			s.refuseConnect(sess, snpacket.RejectedCongestion)
+		}
+		return
+	}
+	if sess.up != nil || (sess.phase != phaseOpening && sess.state != sleepmgr.Active &&
+		sess.state != sleepmgr.Asleep && sess.state != sleepmgr.Awake) {
+		// The node went away (or another open won) while connecting.
+		s.enqueue(sess, op{kind: opClose, up: r.session})
+		return
+	}
+	sess.up = r.session
+	if sess.phase == phaseOpening {
+		s.connected(now, sess)
+	}
+}
+
+func (s *shard) publishDone(sess *session, o op, err error) {
+	if err != nil {
+		sess.log.Debug("publish failed upstream", zap.String("topic", o.msg.Topic), zap.Error(err))
+	} else {
+		s.g.stats.PublishesUp.Add(1)
+	}
+	switch o.nodeQoS {
+	case snpacket.QoS1:
+		delete(sess.qos1, o.msgID)
+		rc := snpacket.Accepted
+		if err != nil {
+			rc = snpacket.RejectedCongestion
+		}
+		s.send(sess, &snpacket.Puback{TopicID: o.topicID, MsgID: o.msgID, ReturnCode: rc})
+	case snpacket.QoS2:
+		if err != nil {
+			delete(sess.qos2, o.msgID)
+			s.send(sess, &snpacket.Puback{TopicID: o.topicID, MsgID: o.msgID, ReturnCode: snpacket.RejectedCongestion})
+			return
+		}
+		sess.qos2[o.msgID] = true
+		s.send(sess, &snpacket.Pubrec{MsgID: o.msgID})
+	}
+}
+
+// closeUpstream ends the node's upstream session, publishing will first
+// when it is not nil.
+func (s *shard) closeUpstream(sess *session, will *Message) {
+	if sess.up == nil {
+		return
+	}
+	o := op{kind: opClose, up: sess.up}
+	if will != nil {
+		o.msg, o.hasWill = *will, true
+	}
+	sess.up = nil
+	s.enqueue(sess, o)
+}
+
+// deliverer returns the callback through which the upstream session hands
+// the node its messages. It blocks until the shard took the message, so
+// the broker's message is acknowledged only once it is queued for the node.
+func (s *shard) deliverer(sess *session) func(Message) {
+	gen := sess.upGen
+	return func(m Message) {
+		s.post(s.ctx, func(now time.Time) { s.onDeliver(now, sess, gen, m) })
+	}
+}
+
+// resolveTopic maps a node's topic reference to a topic name.
+func (s *shard) resolveTopic(sess *session, t snpacket.TopicIDType, id uint16) (string, snpacket.ReturnCode) {
+	switch t {
+	case snpacket.TopicNormal:
+		if name, ok := sess.topics.Name(id); ok {
+			return name, snpacket.Accepted
+		}
+	case snpacket.TopicPredefined:
+		if name, ok := s.g.predef.Name(id); ok {
+			return name, snpacket.Accepted
+		}
+	case snpacket.TopicShort:
+		return snpacket.ShortTopicName(id), snpacket.Accepted
+	}
+	return "", snpacket.RejectedInvalidTopicID
+}
+
+func (s *shard) onRegister(sess *session, r *snpacket.Register) {
+	id, err := sess.topics.Register(r.TopicName)
+	rc := returnCode(err)
+	if rc != snpacket.Accepted {
+		id = 0
+	}
+	s.send(sess, &snpacket.Regack{TopicID: id, MsgID: r.MsgID, ReturnCode: rc})
+}
+
+func returnCode(err error) snpacket.ReturnCode {
+	if err == nil {
+		return snpacket.Accepted
+	}
+	var rc snpacket.ReturnCode
+	if errors.As(err, &rc) {
+		return rc
+	}
+	return snpacket.RejectedNotSupported
+}
+
+// onPublish handles a node's PUBLISH (spec §6.6). The node is acknowledged
+// only once the broker acknowledged (behaviour.md: ack only what is safe).
+func (s *shard) onPublish(now time.Time, sess *session, p *snpacket.Publish) {
+	topic, rc := s.resolveTopic(sess, p.TopicIDType, p.TopicID)
+	if rc != snpacket.Accepted {
+		s.send(sess, &snpacket.Puback{TopicID: p.TopicID, MsgID: p.MsgID, ReturnCode: rc})
+		return
+	}
+	o := op{kind: opPublish, nodeQoS: p.QoS, msgID: p.MsgID, topicID: p.TopicID,
+		msg: Message{Topic: topic, Payload: p.Data, QoS: qosUp(p.QoS), Retain: p.Retain}}
+	switch p.QoS {
+	case snpacket.QoS1:
+		if sess.qos1[p.MsgID] {
+			return // retransmission of one being forwarded: PUBACK follows
+		}
+		if sess.qos1 == nil {
+			sess.qos1 = map[uint16]bool{}
+		}
+		sess.qos1[p.MsgID] = true
+	case snpacket.QoS2:
+		if done, ok := sess.qos2[p.MsgID]; ok {
+			// A duplicate, DUP flag or not: never forwarded twice.
+			if done {
+				s.send(sess, &snpacket.Pubrec{MsgID: p.MsgID})
+			}
+			return
+		}
+		if sess.qos2 == nil {
+			sess.qos2 = map[uint16]bool{}
+		}
+		sess.qos2[p.MsgID] = false
+	}
+	s.enqueue(sess, o)
+}
+
+func (s *shard) onPubrel(sess *session, p *snpacket.Pubrel) {
+	done, ok := sess.qos2[p.MsgID]
+	if ok && !done {
+		return // still being forwarded; the node will retransmit
+	}
+	delete(sess.qos2, p.MsgID)
+	s.send(sess, &snpacket.Pubcomp{MsgID: p.MsgID})
+}
+
+// onSubscribe handles SUBSCRIBE by name, wildcard, predefined id or short
+// name (spec §6.9). SUBACK is sent once the broker granted the
+// subscription; downlink to the node waits until then.
+func (s *shard) onSubscribe(sess *session, p *snpacket.Subscribe) {
+	var filter string
+	var topicID uint16
+	sub := subscription{qos: p.QoS, idType: p.TopicIDType}
+	switch p.TopicIDType {
+	case snpacket.TopicNormal:
+		filter = p.TopicName
+		if !topicreg.HasWildcard(filter) {
+			id, err := sess.topics.Register(filter)
+			if rc := returnCode(err); rc != snpacket.Accepted {
+				s.send(sess, &snpacket.Suback{MsgID: p.MsgID, ReturnCode: rc})
+				return
+			}
+			topicID = id
+		} else if !topicreg.ValidFilter(filter) {
+			s.send(sess, &snpacket.Suback{MsgID: p.MsgID, ReturnCode: snpacket.RejectedNotSupported})
+			return
+		}
+	case snpacket.TopicPredefined:
+		name, ok := s.g.predef.Name(p.TopicID)
+		if !ok {
+			s.send(sess, &snpacket.Suback{MsgID: p.MsgID, ReturnCode: snpacket.RejectedInvalidTopicID})
+			return
+		}
+		filter, topicID, sub.id = name, p.TopicID, p.TopicID
+	case snpacket.TopicShort:
+		filter, topicID, sub.id = snpacket.ShortTopicName(p.TopicID), p.TopicID, p.TopicID
+	}
+	if filter == "" {
+		s.send(sess, &snpacket.Suback{MsgID: p.MsgID, ReturnCode: snpacket.RejectedNotSupported})
+		return
+	}
+	// Recorded now: the broker may send retained messages before its
+	// SUBACK reaches us. They wait in the queue until SUBACK went out.
+	_, resub := sess.subs[filter]
+	sess.subs[filter] = sub
+	sess.subWait++
+	s.enqueue(sess, op{kind: opSubscribe, filter: filter, sub: sub, msgID: p.MsgID, topicID: topicID, resub: resub})
+}
+
+func (s *shard) onUnsubscribe(sess *session, p *snpacket.Unsubscribe) {
+	var filter string
+	switch p.TopicIDType {
+	case snpacket.TopicNormal:
+		filter = p.TopicName
+	case snpacket.TopicPredefined:
+		filter, _ = s.g.predef.Name(p.TopicID)
+	case snpacket.TopicShort:
+		filter = snpacket.ShortTopicName(p.TopicID)
+	}
+	if _, ok := sess.subs[filter]; !ok || filter == "" {
+		s.send(sess, &snpacket.Unsuback{MsgID: p.MsgID})
+		return
+	}
+	delete(sess.subs, filter)
+	s.enqueue(sess, op{kind: opUnsubscribe, filter: filter, msgID: p.MsgID})
+}

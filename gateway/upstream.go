@@ -1,0 +1,57 @@
+package gateway
+
+import (
+	"context"
+	"time"
+)
+
+// Message is an application message crossing the gateway, in MQTT terms.
+// QoS is 0, 1 or 2 (an MQTT-SN QoS -1 publish is forwarded at QoS 0).
+type Message struct {
+	Topic   string
+	Payload []byte
+	QoS     byte
+	Retain  bool
+}
+
+// SessionOptions describe the upstream MQTT session opened for one node.
+type SessionOptions struct {
+	// ClientID is the MQTT client identifier (the node's ClientId plus any
+	// configured prefix).
+	ClientID string
+	// CleanStart maps the node's CleanSession flag.
+	CleanStart bool
+	// SessionExpiry is how long the broker keeps the session after the
+	// connection ends (used when CleanStart is false).
+	SessionExpiry time.Duration
+	// Will is the node's Last Will, or nil.
+	Will *Message
+}
+
+// Upstream opens MQTT sessions on a broker. The gateway never sees the MQTT
+// library behind it; the paho adapter lives in package upstream.
+type Upstream interface {
+	// Open connects one upstream session. deliver is called for every
+	// message the broker sends to the session, from the session's own
+	// goroutine; it must not block for long. Open returns once the session
+	// is connected, or with an error (the gateway answers the node with
+	// CONNACK congestion).
+	Open(ctx context.Context, opts SessionOptions, deliver func(Message)) (Session, error)
+}
+
+// Session is one upstream MQTT session.
+type Session interface {
+	// Publish sends msg and returns once the broker acknowledged it at
+	// msg.QoS (PUBACK for QoS 1, PUBCOMP for QoS 2; at once for QoS 0).
+	// It returns an error if the connection is down or the broker refused.
+	Publish(ctx context.Context, msg Message) error
+	// Subscribe subscribes to filter at qos and returns the granted QoS.
+	Subscribe(ctx context.Context, filter string, qos byte) (byte, error)
+	// Unsubscribe removes the subscription to filter.
+	Unsubscribe(ctx context.Context, filter string) error
+	// Close ends the session cleanly: the broker does not publish the will.
+	Close(ctx context.Context) error
+	// Done is closed when the session ended and will not come back
+	// (after Close, or when reconnecting gave up).
+	Done() <-chan struct{}
+}

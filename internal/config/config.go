@@ -1,0 +1,232 @@
+// Package config reads the gateway's YAML configuration file. Keys are
+// spelled as documented in README.md; an unknown or misspelt key is an error
+// that names it.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/mqttsn-gateway/mqttsn-gateway/gateway"
+	"github.com/mqttsn-gateway/mqttsn-gateway/upstream"
+)
+
+// File is the configuration file's shape.
+type File struct {
+	Listen struct {
+		UDP  StringList `yaml:"udp"`
+		DTLS StringList `yaml:"dtls"`
+	} `yaml:"listen"`
+	Broker struct {
+		URL                 string        `yaml:"url"`
+		Username            string        `yaml:"username"`
+		Password            string        `yaml:"password"`
+		ClientIDPrefix      string        `yaml:"client_id_prefix"`
+		CAFile              string        `yaml:"ca_file"`
+		CertFile            string        `yaml:"cert_file"`
+		KeyFile             string        `yaml:"key_file"`
+		ServerName          string        `yaml:"server_name"`
+		InsecureSkipVerify  bool          `yaml:"insecure_skip_verify"`
+		KeepAlive           time.Duration `yaml:"keep_alive"`
+		ConnectTimeout      time.Duration `yaml:"connect_timeout"`
+		ReconnectBackoffMin time.Duration `yaml:"reconnect_backoff_min"`
+		ReconnectBackoffMax time.Duration `yaml:"reconnect_backoff_max"`
+		ReceiveMaximum      uint16        `yaml:"receive_maximum"`
+		SessionExpiry       time.Duration `yaml:"session_expiry"`
+	} `yaml:"broker"`
+	EmbeddedBroker struct {
+		Listen string `yaml:"listen"`
+	} `yaml:"embedded_broker"`
+	GatewayID        uint8             `yaml:"gateway_id"`
+	PredefinedTopics map[uint16]string `yaml:"predefined_topics"`
+	Retry            struct {
+		Interval time.Duration `yaml:"interval"`
+		Count    int           `yaml:"count"`
+	} `yaml:"retry"`
+	QoSMinusOne *bool `yaml:"qos_minus_one"`
+	Sleep       struct {
+		MaxBuffered      int   `yaml:"max_buffered"`
+		MaxBufferedBytes int64 `yaml:"max_buffered_bytes"`
+	} `yaml:"sleep"`
+	Limits struct {
+		MaxClientIDLength int `yaml:"max_client_id_length"`
+		MaxTopics         int `yaml:"max_topics"`
+		MaxPacketSize     int `yaml:"max_packet_size"`
+		Shards            int `yaml:"shards"`
+		InboxSize         int `yaml:"inbox_size"`
+	} `yaml:"limits"`
+	Log struct {
+		Level  string `yaml:"level"`
+		Format string `yaml:"format"`
+	} `yaml:"log"`
+}
+
+// Defaults of the command (the library's own defaults fill the rest).
+const (
+	DefaultListenUDP      = "0.0.0.0:1884"
+	DefaultEmbeddedBroker = "127.0.0.1:1883"
+	DefaultGatewayID      = 1
+)
+
+// StringList is one string or a list of strings.
+type StringList []string
+
+// UnmarshalYAML accepts a scalar or a sequence.
+func (l *StringList) UnmarshalYAML(n *yaml.Node) error {
+	switch n.Kind {
+	case yaml.ScalarNode:
+		if n.Value == "" {
+			*l = nil
+			return nil
+		}
+		*l = StringList{n.Value}
+		return nil
+	case yaml.SequenceNode:
+		var s []string
+		if err := n.Decode(&s); err != nil {
+			return err
+		}
+		*l = s
+		return nil
+	}
+	return fmt.Errorf("line %d: want an address or a list of addresses", n.Line)
+}
+
+// Load reads and checks a configuration file.
+func Load(path string) (*File, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	defer f.Close()
+	c, err := Parse(f)
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	return c, nil
+}
+
+// Parse decodes a configuration from r. Unknown keys are errors.
+func Parse(r io.Reader) (*File, error) {
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return nil, err
+	}
+	c := Default()
+	if len(bytes.TrimSpace(data)) == 0 {
+		return c, nil
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+		return nil, explain(err)
+	}
+	if err := c.Check(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// explain turns yaml's messages into ones that name the fix.
+func explain(err error) error {
+	msg := err.Error()
+	if strings.Contains(msg, "not found in type") {
+		return fmt.Errorf("%s (unknown key: check its spelling against README's configuration section)", msg)
+	}
+	if strings.Contains(msg, "time.Duration") {
+		return fmt.Errorf("%s (durations are written like 10s, 1m30s, 2h)", msg)
+	}
+	return err
+}
+
+// Default is the configuration with no file.
+func Default() *File {
+	c := &File{GatewayID: DefaultGatewayID}
+	c.Listen.UDP = StringList{DefaultListenUDP}
+	c.EmbeddedBroker.Listen = DefaultEmbeddedBroker
+	c.Log.Level = "info"
+	return c
+}
+
+// Check validates what the library cannot (it validates the rest in
+// gateway.New and upstream.New, naming the same keys).
+func (c *File) Check() error {
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		return fmt.Errorf("log.level: %q is not a level: use debug, info, warn or error", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "", "json", "console":
+	default:
+		return fmt.Errorf("log.format: %q: use json or console", c.Log.Format)
+	}
+	if c.GatewayID == 0 {
+		return errors.New("gateway_id: must be between 1 and 255")
+	}
+	if c.Retry.Interval < 0 || (c.Retry.Interval > 0 && c.Retry.Interval < 10*time.Millisecond) {
+		return fmt.Errorf("retry.interval: %s is too short: use at least 10ms (the spec recommends 10s to 15s)", c.Retry.Interval)
+	}
+	if c.Retry.Count < 0 {
+		return fmt.Errorf("retry.count: %d: must be 0 (default 3) or more", c.Retry.Count)
+	}
+	if c.Sleep.MaxBuffered < 0 {
+		return fmt.Errorf("sleep.max_buffered: %d: must be positive", c.Sleep.MaxBuffered)
+	}
+	if c.Sleep.MaxBufferedBytes < 0 {
+		return fmt.Errorf("sleep.max_buffered_bytes: %d: must be positive", c.Sleep.MaxBufferedBytes)
+	}
+	if len(c.Listen.UDP) == 0 && len(c.Listen.DTLS) == 0 {
+		return errors.New("listen.udp: nothing to listen on: give an address such as 0.0.0.0:1884")
+	}
+	if len(c.Listen.DTLS) > 0 {
+		return errors.New("listen.dtls: DTLS is not supported yet: remove listen.dtls")
+	}
+	if _, err := upstream.New(c.Upstream(), nil); c.Broker.URL != "" && err != nil {
+		return err
+	}
+	if err := c.Gateway().Check(); err != nil {
+		return errors.New(strings.TrimPrefix(err.Error(), "gateway: "))
+	}
+	return nil
+}
+
+// Gateway returns the session engine's configuration.
+func (c *File) Gateway() gateway.Config {
+	g := gateway.Config{
+		GatewayID:          c.GatewayID,
+		Predefined:         c.PredefinedTopics,
+		RetryInterval:      c.Retry.Interval,
+		RetryCount:         c.Retry.Count,
+		DisableQoSMinusOne: c.QoSMinusOne != nil && !*c.QoSMinusOne,
+		MaxBuffered:        c.Sleep.MaxBuffered,
+		MaxBufferedBytes:   c.Sleep.MaxBufferedBytes,
+		MaxClientIDLen:     c.Limits.MaxClientIDLength,
+		MaxTopics:          c.Limits.MaxTopics,
+		MaxPacketSize:      c.Limits.MaxPacketSize,
+		Shards:             c.Limits.Shards,
+		InboxSize:          c.Limits.InboxSize,
+		SessionExpiry:      c.Broker.SessionExpiry,
+		Listen:             c.Listen.UDP,
+	}
+	return g
+}
+
+// Upstream returns the broker connection's configuration.
+func (c *File) Upstream() upstream.Config {
+	b := c.Broker
+	return upstream.Config{
+		URL: b.URL, Username: b.Username, Password: b.Password, ClientIDPrefix: b.ClientIDPrefix,
+		CAFile: b.CAFile, CertFile: b.CertFile, KeyFile: b.KeyFile, ServerName: b.ServerName,
+		InsecureSkipVerify: b.InsecureSkipVerify, KeepAlive: b.KeepAlive, ConnectTimeout: b.ConnectTimeout,
+		ReconnectBackoffMin: b.ReconnectBackoffMin, ReconnectBackoffMax: b.ReconnectBackoffMax,
+		ReceiveMaximum: b.ReceiveMaximum,
+	}
+}
