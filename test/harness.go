@@ -1,0 +1,302 @@
+// Package test is the black-box harness: it runs a real gateway on
+// 127.0.0.1 against a real broker (the embedded one always, Debian's
+// mosquitto when installed), drives it with a raw MQTT-SN client and
+// watches the broker with an independent MQTT client (paho.golang).
+package test
+
+import (
+	"context"
+	"errors"
+	"net"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/eclipse/paho.golang/paho"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/mqttsn-gateway/mqttsn-gateway/gateway"
+	"github.com/mqttsn-gateway/mqttsn-gateway/internal/testbroker"
+	"github.com/mqttsn-gateway/mqttsn-gateway/snclient"
+	"github.com/mqttsn-gateway/mqttsn-gateway/snpacket"
+	"github.com/mqttsn-gateway/mqttsn-gateway/upstream"
+)
+
+// Wait bounds every wait for an event. It is generous: a test waits on the
+// event itself, so a slow machine only makes it slower, never red.
+const Wait = 10 * time.Second
+
+// ForEachBroker runs fn once per available broker as a subtest.
+func ForEachBroker(t *testing.T, fn func(t *testing.T, tg testbroker.Target)) {
+	t.Helper()
+	for _, tg := range testbroker.All(t) {
+		t.Run(tg.Name, func(t *testing.T) { fn(t, tg) })
+	}
+}
+
+// Env is a running gateway bridged to a broker.
+type Env struct {
+	Target  testbroker.Target
+	GW      *gateway.Gateway
+	Addr    string // the gateway's UDP address
+	Cfg     gateway.Config
+	upCfg   upstream.Config
+	stopped chan struct{}
+}
+
+// RunGateway starts a gateway on 127.0.0.1:0 bridged to tg and stops it in
+// t.Cleanup. cfg may leave Listen empty.
+func RunGateway(t testing.TB, tg testbroker.Target, cfg gateway.Config) *Env {
+	t.Helper()
+	if len(cfg.Listen) == 0 {
+		cfg.Listen = []string{"127.0.0.1:0"}
+	}
+	ucfg := upstream.Config{URL: tg.URL, ReconnectBackoffMin: 50 * time.Millisecond, ReconnectBackoffMax: 500 * time.Millisecond}
+	up, err := upstream.New(ucfg, zaptest.NewLogger(t).Named("upstream"))
+	if err != nil {
+		t.Fatalf("upstream: %v", err)
+	}
+	g, err := gateway.New(cfg, gateway.WithUpstream(up), gateway.WithLogger(zaptest.NewLogger(t).Named("gateway")))
+	if err != nil {
+		t.Fatalf("gateway.New: %v", err)
+	}
+	e := &Env{Target: tg, GW: g, Addr: g.Addrs()[0].String(), Cfg: cfg, upCfg: ucfg, stopped: make(chan struct{})}
+	go func() {
+		defer close(e.stopped)
+		if err := g.Serve(context.Background()); !errors.Is(err, gateway.ErrGatewayClosed) {
+			t.Errorf("Serve: %v", err)
+		}
+	}()
+	select {
+	case <-g.Ready():
+	case <-time.After(Wait):
+		t.Fatal("gateway not ready")
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), Wait)
+		defer cancel()
+		if err := g.Shutdown(ctx); err != nil {
+			t.Errorf("Shutdown: %v", err)
+		}
+		<-e.stopped
+	})
+	return e
+}
+
+// Node is a raw MQTT-SN client talking to the gateway.
+type Node struct {
+	t    testing.TB
+	Conn *snclient.Conn
+}
+
+// Node opens a new UDP socket to the gateway.
+func (e *Env) Node(t testing.TB) *Node {
+	t.Helper()
+	c, err := snclient.Dial(e.Addr)
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return &Node{t: t, Conn: c}
+}
+
+// Send sends p.
+func (n *Node) Send(p snpacket.Packet) {
+	n.t.Helper()
+	if err := n.Conn.Send(p); err != nil {
+		n.t.Fatalf("send %v: %v", p.Type(), err)
+	}
+}
+
+// SendRaw sends raw bytes.
+func (n *Node) SendRaw(b []byte) {
+	n.t.Helper()
+	if err := n.Conn.SendRaw(b); err != nil {
+		n.t.Fatalf("send raw: %v", err)
+	}
+}
+
+// Next returns the next datagram from the gateway, failing the test if
+// none arrives within Wait or it does not decode.
+func (n *Node) Next() snpacket.Packet {
+	n.t.Helper()
+	p, err := n.Conn.Receive(Wait)
+	if err != nil {
+		n.t.Fatalf("waiting for a datagram from the gateway: %v", err)
+	}
+	return p
+}
+
+// Expect fails unless the next datagram equals want.
+func (n *Node) Expect(want snpacket.Packet) snpacket.Packet {
+	n.t.Helper()
+	got := n.Next()
+	if !reflect.DeepEqual(got, want) {
+		n.t.Fatalf("got %T %+v, want %T %+v", got, got, want, want)
+	}
+	return got
+}
+
+// ExpectNothing fails if a datagram arrives within d. It can only miss a
+// bug on a slow machine, never fail a correct gateway.
+func (n *Node) ExpectNothing(d time.Duration) {
+	n.t.Helper()
+	p, err := n.Conn.Receive(d)
+	if err == nil {
+		n.t.Fatalf("expected nothing, got %T %+v", p, p)
+	}
+	if !errors.Is(err, snclient.ErrTimeout) {
+		n.t.Fatalf("expected nothing, got error %v", err)
+	}
+}
+
+// Connect performs CONNECT (without will) and expects CONNACK accepted.
+func (n *Node) Connect(clientID string, clean bool, keepAlive uint16) {
+	n.t.Helper()
+	n.Send(&snpacket.Connect{CleanSession: clean, Duration: keepAlive, ClientID: clientID})
+	n.Expect(&snpacket.Connack{ReturnCode: snpacket.Accepted})
+}
+
+// Register registers a topic name and returns its id.
+func (n *Node) Register(msgID uint16, name string) uint16 {
+	n.t.Helper()
+	n.Send(&snpacket.Register{MsgID: msgID, TopicName: name})
+	p := n.Next()
+	ra, ok := p.(*snpacket.Regack)
+	if !ok || ra.MsgID != msgID || ra.ReturnCode != snpacket.Accepted || ra.TopicID == 0 {
+		n.t.Fatalf("REGISTER %q: got %T %+v", name, p, p)
+	}
+	return ra.TopicID
+}
+
+// Subscribe subscribes by topic name and returns the SUBACK.
+func (n *Node) Subscribe(msgID uint16, filter string, qos snpacket.QoS) *snpacket.Suback {
+	n.t.Helper()
+	n.Send(&snpacket.Subscribe{QoS: qos, MsgID: msgID, TopicName: filter})
+	p := n.Next()
+	sa, ok := p.(*snpacket.Suback)
+	if !ok || sa.MsgID != msgID || sa.ReturnCode != snpacket.Accepted {
+		n.t.Fatalf("SUBSCRIBE %q: got %T %+v", filter, p, p)
+	}
+	return sa
+}
+
+// Received is a message the watcher saw on the broker.
+type Received struct {
+	Topic   string
+	Payload string
+	QoS     byte
+	Retain  bool
+}
+
+// Watcher is an MQTT client on the broker, independent of the gateway.
+type Watcher struct {
+	t   testing.TB
+	cli *paho.Client
+	C   chan Received
+}
+
+// Watch connects an MQTT v5 client to the broker and subscribes to filter
+// at QoS 2.
+func (e *Env) Watch(t testing.TB, filter string) *Watcher {
+	t.Helper()
+	w := &Watcher{t: t, C: make(chan Received, 10000)}
+	w.cli = e.mqttClient(t, "watcher-"+t.Name(), func(pr paho.PublishReceived) (bool, error) {
+		p := pr.Packet
+		w.C <- Received{Topic: p.Topic, Payload: string(p.Payload), QoS: p.QoS, Retain: p.Retain}
+		return true, nil
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), Wait)
+	defer cancel()
+	if _, err := w.cli.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: filter, QoS: 2}}}); err != nil {
+		t.Fatalf("watcher subscribe: %v", err)
+	}
+	return w
+}
+
+// Next waits for the next message on the broker.
+func (w *Watcher) Next() Received {
+	w.t.Helper()
+	select {
+	case r := <-w.C:
+		return r
+	case <-time.After(Wait):
+		w.t.Fatal("no message reached the broker")
+		return Received{}
+	}
+}
+
+// ExpectNothing fails if a message reaches the watcher within d.
+func (w *Watcher) ExpectNothing(d time.Duration) {
+	w.t.Helper()
+	select {
+	case r := <-w.C:
+		w.t.Fatalf("unexpected message on the broker: %+v", r)
+	case <-time.After(d):
+	}
+}
+
+// Publish publishes a message on the broker from an independent client.
+func (e *Env) Publish(t testing.TB, topic, payload string, qos byte, retain bool) {
+	t.Helper()
+	cli := e.mqttClient(t, "publisher-"+t.Name(), nil)
+	ctx, cancel := context.WithTimeout(context.Background(), Wait)
+	defer cancel()
+	if _, err := cli.Publish(ctx, &paho.Publish{Topic: topic, Payload: []byte(payload), QoS: qos, Retain: retain}); err != nil {
+		t.Fatalf("publish %q: %v", topic, err)
+	}
+}
+
+func (e *Env) mqttClient(t testing.TB, id string, onPub func(paho.PublishReceived) (bool, error)) *paho.Client {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", e.Target.Addr(), Wait)
+	if err != nil {
+		t.Fatalf("dial broker: %v", err)
+	}
+	cfg := paho.ClientConfig{ClientID: clientID(id), Conn: conn}
+	if onPub != nil {
+		cfg.OnPublishReceived = []func(paho.PublishReceived) (bool, error){onPub}
+	}
+	cli := paho.NewClient(cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), Wait)
+	defer cancel()
+	rm := uint16(1000)
+	if _, err := cli.Connect(ctx, &paho.Connect{ClientID: clientID(id), CleanStart: true, KeepAlive: 30,
+		Properties: &paho.ConnectProperties{ReceiveMaximum: &rm, RequestProblemInfo: true}}); err != nil {
+		t.Fatalf("connect to broker: %v", err)
+	}
+	t.Cleanup(func() {
+		_ = cli.Disconnect(&paho.Disconnect{})
+		<-cli.Done()
+	})
+	return cli
+}
+
+// clientID makes an MQTT client id out of a test name.
+func clientID(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
+			b[i] = '-'
+		}
+	}
+	if len(b) > 60 {
+		b = b[len(b)-60:]
+	}
+	return string(b)
+}
+
+// Eventually polls cond until it holds, failing after Wait. Use it only
+// where there is no event to wait on (a counter, say).
+func Eventually(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(Wait)
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting: %s", what)
+		}
+		<-tick.C
+	}
+}
