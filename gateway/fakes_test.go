@@ -65,7 +65,9 @@ func (m *memTransport) Close() error {
 	return nil
 }
 
-func (m *memTransport) LocalAddr() net.Addr { return &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1884} }
+func (m *memTransport) LocalAddr() net.Addr {
+	return &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1884}
+}
 
 func (m *memTransport) SetReadDeadline(t time.Time) error {
 	m.mu.Lock()
