@@ -112,6 +112,12 @@ func (c *Config) setDefaults() {
 	}
 }
 
+// WithDefaults returns c with every zero field set to its default.
+func (c Config) WithDefaults() Config {
+	c.setDefaults()
+	return c
+}
+
 // Check reports whether c (with its defaults) is valid, without binding
 // anything.
 func (c Config) Check() error {

@@ -1,11 +1,13 @@
 package test
 
 import (
+	"net"
 	"testing"
 	"time"
 
 	"github.com/mqttsn-gateway/mqttsn-gateway/gateway"
 	"github.com/mqttsn-gateway/mqttsn-gateway/internal/testbroker"
+	"github.com/mqttsn-gateway/mqttsn-gateway/snclient"
 	sn "github.com/mqttsn-gateway/mqttsn-gateway/snpacket"
 )
 
@@ -234,4 +236,35 @@ func TestSearchGW(t *testing.T) {
 	n := e.Node(t)
 	n.SendRaw([]byte{0x03, 0x01, 0x00})
 	n.Expect(&sn.GWInfo{GatewayID: 7})
+}
+
+// Several listeners, IPv4 and IPv6, feed the same sessions: a node that
+// connected over IPv4 can be taken over by the same ClientId over IPv6.
+func TestListenIPv4AndIPv6(t *testing.T) {
+	if c, err := net.ListenPacket("udp6", "[::1]:0"); err != nil {
+		t.Skipf("no IPv6 loopback: %v", err)
+	} else {
+		_ = c.Close()
+	}
+	e := RunGateway(t, testbroker.EmbeddedTarget(t), gateway.Config{Listen: []string{"127.0.0.1:0", "[::1]:0"}})
+	addrs := e.GW.Addrs()
+	if len(addrs) != 2 {
+		t.Fatalf("addrs %v", addrs)
+	}
+	w := e.Watch(t, "v/#")
+	for i, a := range addrs {
+		c, err := snclient.Dial(a.String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Close() })
+		n := &Node{t: t, Conn: c}
+		n.Connect("dual", false, 60)
+		id := n.Register(1, "v/x")
+		n.Send(&sn.Publish{QoS: sn.QoS1, TopicID: id, MsgID: uint16(i + 1), Data: []byte(a.String())})
+		n.Expect(&sn.Puback{TopicID: id, MsgID: uint16(i + 1)})
+		if got := w.Next(); got.Payload != a.String() {
+			t.Fatalf("broker got %+v", got)
+		}
+	}
 }

@@ -126,7 +126,7 @@ func Parse(r io.Reader) (*File, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
-		return nil, explain(err)
+		return nil, explain(err, data)
 	}
 	if err := c.Check(); err != nil {
 		return nil, err
@@ -134,16 +134,52 @@ func Parse(r io.Reader) (*File, error) {
 	return c, nil
 }
 
-// explain turns yaml's messages into ones that name the fix.
-func explain(err error) error {
+// explain turns yaml's messages into ones that name the key and the fix.
+func explain(err error, data []byte) error {
 	msg := err.Error()
-	if strings.Contains(msg, "not found in type") {
-		return fmt.Errorf("%s (unknown key: check its spelling against README's configuration section)", msg)
-	}
-	if strings.Contains(msg, "time.Duration") {
-		return fmt.Errorf("%s (durations are written like 10s, 1m30s, 2h)", msg)
+	lines := strings.Split(string(data), "\n")
+	// yaml reports "line N: ..."; name the key written on that line.
+	for _, part := range strings.Split(msg, "\n") {
+		part = strings.TrimSpace(part)
+		var n int
+		if _, e := fmt.Sscanf(part, "line %d:", &n); e != nil || n < 1 || n > len(lines) {
+			continue
+		}
+		key := keyPath(lines, n-1)
+		hint := ""
+		switch {
+		case strings.Contains(part, "not found in type"):
+			hint = " (unknown key: check its spelling against README's configuration section)"
+		case strings.Contains(part, "time.Duration"):
+			hint = " (durations are written like 10s, 1m30s, 2h)"
+		case strings.Contains(part, "uint8"):
+			hint = " (a number from 0 to 255)"
+		case strings.Contains(part, "uint16"):
+			hint = " (a number from 0 to 65535)"
+		}
+		return fmt.Errorf("%s: %s%s", key, part, hint)
 	}
 	return err
+}
+
+// keyPath names the key on line i with its parents, as "retry.interval",
+// from the indentation of the lines above it.
+func keyPath(lines []string, i int) string {
+	indent := func(l string) int { return len(l) - len(strings.TrimLeft(l, " ")) }
+	key, _, _ := strings.Cut(strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(lines[i]), "- ")), ":")
+	path := []string{key}
+	level := indent(lines[i])
+	for j := i - 1; j >= 0 && level > 0; j-- {
+		l := lines[j]
+		t := strings.TrimSpace(l)
+		if t == "" || strings.HasPrefix(t, "#") || indent(l) >= level {
+			continue
+		}
+		k, _, _ := strings.Cut(t, ":")
+		path = append([]string{k}, path...)
+		level = indent(l)
+	}
+	return strings.Join(path, ".")
 }
 
 // Default is the configuration with no file.

@@ -1,0 +1,118 @@
+package config
+
+import (
+	"os"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+// The example file is README's configuration block, loads, and documents
+// the real defaults.
+func TestExampleFile(t *testing.T) {
+	c, err := Load("../../examples/gateway.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	example, err := os.ReadFile("../../examples/gateway.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := string(example[strings.Index(string(example), "listen:"):])
+	if !strings.Contains(string(readme), "```yaml\n"+body+"```") {
+		t.Error("examples/gateway.yaml and README's configuration block differ: keep them the same")
+	}
+
+	got := c.Gateway().WithDefaults()
+	want := Default().Gateway().WithDefaults()
+	got.Predefined, want.Predefined = nil, nil
+	got.Shards, want.Shards = 0, 0 // documented as "0: 4 per CPU"
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("documented defaults differ from the code's:\n file %+v\n code %+v", got, want)
+	}
+	if c.PredefinedTopics[1] != "sensors/temperature" {
+		t.Errorf("predefined topics %v", c.PredefinedTopics)
+	}
+	if *c.QoSMinusOne != true || c.EmbeddedBroker.Listen != DefaultEmbeddedBroker {
+		t.Errorf("qos_minus_one %v, embedded_broker.listen %q", *c.QoSMinusOne, c.EmbeddedBroker.Listen)
+	}
+}
+
+// The keys that outside acceptance tests use, spelled exactly so.
+func TestIssueKeys(t *testing.T) {
+	c, err := Parse(strings.NewReader(`
+listen:
+  udp: ["127.0.0.1:1884", "[::1]:1884"]
+broker:
+  url: "mqtt://127.0.0.1:1883"
+  username: "u"
+  password: "p"
+gateway_id: 7
+predefined_topics:
+  1: "sensors/temperature"
+  2: "sensors/humidity"
+retry:
+  interval: 2s
+  count: 5
+qos_minus_one: false
+sleep:
+  max_buffered: 50
+  max_buffered_bytes: 1048576
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := c.Gateway()
+	if !reflect.DeepEqual(g.Listen, []string{"127.0.0.1:1884", "[::1]:1884"}) || g.GatewayID != 7 ||
+		g.RetryInterval != 2*time.Second || g.RetryCount != 5 || !g.DisableQoSMinusOne ||
+		g.MaxBuffered != 50 || g.MaxBufferedBytes != 1<<20 || g.Predefined[2] != "sensors/humidity" {
+		t.Errorf("gateway config %+v", g)
+	}
+	u := c.Upstream()
+	if u.URL != "mqtt://127.0.0.1:1883" || u.Username != "u" || u.Password != "p" {
+		t.Errorf("upstream config %+v", u)
+	}
+	one, err := Parse(strings.NewReader("listen:\n  udp: \"127.0.0.1:1999\"\n"))
+	if err != nil || !reflect.DeepEqual([]string(one.Listen.UDP), []string{"127.0.0.1:1999"}) {
+		t.Errorf("single address: %v %v", one.Listen.UDP, err)
+	}
+}
+
+// A config mistake gets an error naming the key and the fix.
+func TestErrorsNameTheKey(t *testing.T) {
+	for _, c := range []struct{ yaml, want string }{
+		{"listn:\n  udp: x\n", "listn"},
+		{"retry:\n  interval: ten\n", "retry.interval"},
+		{"retry:\n  interval: ten\n", "10s"},
+		{"retry:\n  count: -1\n", "retry.count"},
+		{"gateway_id: 0\n", "gateway_id"},
+		{"gateway_id: 300\n", "gateway_id"},
+		{"broker:\n  url: http://x\n", "broker.url"},
+		{"listen:\n  udp: \"nohost\"\n", "listen.udp"},
+		{"predefined_topics:\n  0: a\n", "predefined_topics"},
+		{"predefined_topics:\n  3: \"a/+\"\n", "predefined_topics"},
+		{"log:\n  level: loud\n", "log.level"},
+		{"sleep:\n  max_buffered: -5\n", "sleep.max_buffered"},
+		{"listen:\n  dtls: \"0.0.0.0:1885\"\n", "listen.dtls"},
+	} {
+		_, err := Parse(strings.NewReader(c.yaml))
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%q: error %v, want one mentioning %q", c.yaml, err, c.want)
+		}
+	}
+}
+
+func TestEmptyFileIsDefault(t *testing.T) {
+	c, err := Parse(strings.NewReader("# nothing\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(c, Default()) {
+		t.Errorf("%+v", c)
+	}
+}
