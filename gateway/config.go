@@ -31,6 +31,10 @@ type Config struct {
 	// Default 3.
 	RetryCount int
 
+	// DisableIdentityBinding lets a node authenticated by its transport
+	// (DTLS) connect with a ClientId other than its proven identity.
+	DisableIdentityBinding bool
+
 	// DisableQoSMinusOne drops QoS -1 publishes instead of forwarding them.
 	DisableQoSMinusOne bool
 

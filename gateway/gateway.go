@@ -41,6 +41,23 @@ type Transport interface {
 	SetReadDeadline(t time.Time) error
 }
 
+// PeerAddr is implemented by the addresses of transports that keep a
+// connection per peer (DTLS): PeerID stays the same while the peer's UDP
+// address changes (DTLS Connection IDs), so its session follows it.
+type PeerAddr interface {
+	net.Addr
+	PeerID() uint64
+}
+
+// Authenticator is implemented by transports that authenticate their peers
+// (DTLS with PSK or certificates). PeerIdentities returns the names a peer
+// proved (PSK identity, certificate CN and SANs); unless
+// Config.DisableIdentityBinding is set, a node's ClientId must be one of
+// them or its CONNECT is refused.
+type Authenticator interface {
+	PeerIdentities(addr net.Addr) []string
+}
+
 // Gateway is an MQTT-SN gateway. Create it with New, run it with Serve.
 type Gateway struct {
 	cfg   Config
@@ -213,6 +230,7 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 type peerKey struct {
 	tr   int
 	ap   netip.AddrPort
+	id   uint64 // PeerAddr transports: the peer's connection
 	node string
 }
 
@@ -223,6 +241,9 @@ type peer struct {
 }
 
 func keyOf(tr int, a net.Addr) (peerKey, bool) {
+	if pa, ok := a.(PeerAddr); ok {
+		return peerKey{tr: tr, id: pa.PeerID()}, true
+	}
 	if ua, ok := a.(*net.UDPAddr); ok {
 		ap := ua.AddrPort()
 		return peerKey{tr: tr, ap: netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())}, true
@@ -306,4 +327,5 @@ type Stats struct {
 	BufferDropped   atomic.Uint64
 	Lost            atomic.Uint64
 	UpstreamClosed  atomic.Uint64
+	IdentityRefused atomic.Uint64
 }

@@ -100,6 +100,28 @@ func (g *Gateway) dispatch(from peer, data []byte) {
 	g.noSession(from, pkt)
 }
 
+// identityAllowed reports whether a peer may act as clientID: always on
+// transports that do not authenticate; on those that do, only when the
+// ClientId is one of the peer's proven identities (unless disabled).
+func (g *Gateway) identityAllowed(from peer, clientID string) bool {
+	a, ok := g.transports[from.key.tr].(Authenticator)
+	if !ok || g.cfg.DisableIdentityBinding {
+		return true
+	}
+	for _, id := range a.PeerIdentities(from.addr) {
+		if id == clientID {
+			return true
+		}
+	}
+	return false
+}
+
+// authenticated reports whether the peer's transport authenticates peers.
+func (g *Gateway) authenticated(from peer) bool {
+	_, ok := g.transports[from.key.tr].(Authenticator)
+	return ok
+}
+
 func (g *Gateway) toShard(i int, in inbound) {
 	select {
 	case g.shards[i].inbox <- in:

@@ -163,7 +163,20 @@ func (s *shard) onConnect(now time.Time, from peer, c *snpacket.Connect) {
 		s.g.send(from, &snpacket.Connack{ReturnCode: snpacket.RejectedNotSupported})
 		return
 	}
+	if !s.g.identityAllowed(from, c.ClientID) {
+		s.log.Warn("CONNECT refused: ClientId is not the peer's authenticated identity",
+			zap.String("client_id", c.ClientID), zap.Stringer("addr", from.addr))
+		s.g.stats.IdentityRefused.Add(1)
+		s.g.send(from, &snpacket.Connack{ReturnCode: snpacket.RejectedNotSupported})
+		return
+	}
 	sess := s.sessions[c.ClientID]
+	if sess != nil && s.g.authenticated(sess.peer) && !s.g.authenticated(from) {
+		// A session made over DTLS is never taken over from plain UDP.
+		s.g.stats.IdentityRefused.Add(1)
+		s.g.send(from, &snpacket.Connack{ReturnCode: snpacket.RejectedNotSupported})
+		return
+	}
 	if sess == nil {
 		sess = s.newSession(c.ClientID, from)
 		s.sessions[c.ClientID] = sess
@@ -278,6 +291,11 @@ func (s *shard) refuseConnect(sess *session, rc snpacket.ReturnCode) {
 func (s *shard) onWake(now time.Time, from peer, clientID string) {
 	sess := s.sessions[clientID]
 	if sess == nil || (sess.state != sleepmgr.Asleep && sess.state != sleepmgr.Awake && sess.state != sleepmgr.Active) {
+		s.g.send(from, &snpacket.Disconnect{})
+		return
+	}
+	if !s.g.identityAllowed(from, clientID) || (s.g.authenticated(sess.peer) && !s.g.authenticated(from)) {
+		s.g.stats.IdentityRefused.Add(1)
 		s.g.send(from, &snpacket.Disconnect{})
 		return
 	}

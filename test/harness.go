@@ -45,8 +45,8 @@ type Env struct {
 }
 
 // RunGateway starts a gateway on 127.0.0.1:0 bridged to tg and stops it in
-// t.Cleanup. cfg may leave Listen empty.
-func RunGateway(t testing.TB, tg testbroker.Target, cfg gateway.Config) *Env {
+// t.Cleanup. cfg may leave Listen empty; opts may add transports (DTLS).
+func RunGateway(t testing.TB, tg testbroker.Target, cfg gateway.Config, opts ...gateway.Option) *Env {
 	t.Helper()
 	if len(cfg.Listen) == 0 {
 		cfg.Listen = []string{"127.0.0.1:0"}
@@ -56,7 +56,8 @@ func RunGateway(t testing.TB, tg testbroker.Target, cfg gateway.Config) *Env {
 	if err != nil {
 		t.Fatalf("upstream: %v", err)
 	}
-	g, err := gateway.New(cfg, gateway.WithUpstream(up), gateway.WithLogger(zaptest.NewLogger(t).Named("gateway")))
+	opts = append([]gateway.Option{gateway.WithUpstream(up), gateway.WithLogger(zaptest.NewLogger(t).Named("gateway"))}, opts...)
+	g, err := gateway.New(cfg, opts...)
 	if err != nil {
 		t.Fatalf("gateway.New: %v", err)
 	}
