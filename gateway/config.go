@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"runtime"
 	"time"
 
@@ -23,6 +24,21 @@ type Config struct {
 	GatewayID uint8
 	// Predefined maps gateway-wide predefined topic ids to topic names.
 	Predefined map[uint16]string
+
+	// AdvertiseInterval is how often ADVERTISE is sent to AdvertiseTo
+	// (spec §6.1 recommends more than 15 minutes). Default 15m.
+	AdvertiseInterval time.Duration
+	// AdvertiseTo lists where ADVERTISE goes: IPv4 broadcast
+	// ("255.255.255.255:1884"), IPv6 multicast with a zone
+	// ("[ff02::1%wpan0]:1884") or unicast addresses. Empty: no ADVERTISE.
+	AdvertiseTo []string
+	// GWInfoBroadcast also sends the GWINFO answering a SEARCHGW to the
+	// AdvertiseTo destinations, not only to the searcher.
+	GWInfoBroadcast bool
+	// ForwarderAllow lists the forwarders (spec §5.5) whose encapsulated
+	// messages are accepted: IP addresses, host:port or CIDR prefixes.
+	// Empty: any forwarder.
+	ForwarderAllow []string
 
 	// RetryInterval is Tretry: how long the gateway waits for a node's
 	// acknowledgement before it retransmits. Default 10s.
@@ -68,16 +84,17 @@ type Config struct {
 
 // Defaults of Config.
 const (
-	DefaultRetryInterval    = 10 * time.Second
-	DefaultRetryCount       = 3
-	DefaultInboxSize        = 1024
-	DefaultMaxClientIDLen   = 64
-	DefaultMaxTopics        = 1000
-	DefaultMaxPacketSize    = 65507
-	DefaultMaxBuffered      = 1000
-	DefaultMaxBufferedBytes = 256 << 20
-	DefaultSessionExpiry    = 24 * time.Hour
-	DefaultUpstreamTimeout  = 30 * time.Second
+	DefaultRetryInterval     = 10 * time.Second
+	DefaultRetryCount        = 3
+	DefaultInboxSize         = 1024
+	DefaultMaxClientIDLen    = 64
+	DefaultMaxTopics         = 1000
+	DefaultMaxPacketSize     = 65507
+	DefaultMaxBuffered       = 1000
+	DefaultMaxBufferedBytes  = 256 << 20
+	DefaultSessionExpiry     = 24 * time.Hour
+	DefaultUpstreamTimeout   = 30 * time.Second
+	DefaultAdvertiseInterval = 15 * time.Minute
 )
 
 func (c *Config) setDefaults() {
@@ -114,6 +131,9 @@ func (c *Config) setDefaults() {
 	if c.UpstreamTimeout == 0 {
 		c.UpstreamTimeout = DefaultUpstreamTimeout
 	}
+	if c.AdvertiseInterval == 0 {
+		c.AdvertiseInterval = DefaultAdvertiseInterval
+	}
 }
 
 // WithDefaults returns c with every zero field set to its default.
@@ -134,6 +154,17 @@ func (c *Config) validate() error {
 		if _, err := net.ResolveUDPAddr("udp", a); err != nil {
 			return fmt.Errorf("gateway: listen.udp %q: %w (use host:port, e.g. 0.0.0.0:1884 or [::]:1884)", a, err)
 		}
+	}
+	if _, err := parseAllow(c.ForwarderAllow); err != nil {
+		return err
+	}
+	for _, d := range c.AdvertiseTo {
+		if _, err := net.ResolveUDPAddr("udp", d); err != nil {
+			return fmt.Errorf("gateway: discovery.advertise_to %q: %w (use host:port, e.g. 255.255.255.255:1884 or [ff02::1%%wpan0]:1884)", d, err)
+		}
+	}
+	if c.AdvertiseInterval < 0 || (c.AdvertiseInterval > 0 && c.AdvertiseInterval < 10*time.Millisecond) {
+		return errors.New("gateway: discovery.advertise_interval must be positive (the spec recommends more than 15m)")
 	}
 	if _, err := topicreg.NewPredefined(c.Predefined); err != nil {
 		return fmt.Errorf("gateway: predefined_topics: %w", err)
@@ -201,4 +232,57 @@ func WithTransport(t Transport) Option {
 		g.extra = append(g.extra, t)
 		return nil
 	}
+}
+
+// allowList is the parsed ForwarderAllow.
+type allowList struct {
+	addrs    []netip.AddrPort
+	ips      []netip.Addr
+	prefixes []netip.Prefix
+}
+
+func parseAllow(list []string) (*allowList, error) {
+	if len(list) == 0 {
+		return nil, nil
+	}
+	a := &allowList{}
+	for _, s := range list {
+		if ap, err := netip.ParseAddrPort(s); err == nil {
+			a.addrs = append(a.addrs, netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()))
+			continue
+		}
+		if ip, err := netip.ParseAddr(s); err == nil {
+			a.ips = append(a.ips, ip.Unmap())
+			continue
+		}
+		if p, err := netip.ParsePrefix(s); err == nil {
+			a.prefixes = append(a.prefixes, p.Masked())
+			continue
+		}
+		return nil, fmt.Errorf("gateway: forwarders.allow %q: not an IP address, host:port or CIDR prefix (e.g. 192.0.2.7, [2001:db8::7]:1884, 10.0.0.0/24)", s)
+	}
+	return a, nil
+}
+
+// allows reports whether a forwarder at ap may send encapsulated messages.
+func (a *allowList) allows(ap netip.AddrPort) bool {
+	if a == nil {
+		return true
+	}
+	for _, x := range a.addrs {
+		if x == ap {
+			return true
+		}
+	}
+	for _, ip := range a.ips {
+		if ip == ap.Addr() {
+			return true
+		}
+	}
+	for _, p := range a.prefixes {
+		if p.Contains(ap.Addr()) {
+			return true
+		}
+	}
+	return false
 }

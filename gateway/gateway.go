@@ -66,6 +66,8 @@ type Gateway struct {
 	extra []Transport
 
 	predef *topicreg.Predefined
+	allow  *allowList    // forwarders allowed; nil: any
+	dests  []destination // ADVERTISE destinations
 	budget *sleepmgr.Budget
 	stats  Stats
 
@@ -114,23 +116,34 @@ func New(cfg Config, opts ...Option) (*Gateway, error) {
 		return nil, errors.New("gateway: nothing to listen on: set listen.udp (e.g. 0.0.0.0:1884)")
 	}
 	g.predef, _ = topicreg.NewPredefined(cfg.Predefined) // validated above
+	g.allow, _ = parseAllow(cfg.ForwarderAllow)
 	g.budget = sleepmgr.NewBudget(cfg.MaxBufferedBytes)
+	lc := net.ListenConfig{Control: setBroadcast}
 	for _, a := range cfg.Listen {
-		ua, _ := net.ResolveUDPAddr("udp", a)
-		c, err := net.ListenUDP("udp", ua)
+		c, err := lc.ListenPacket(context.Background(), "udp", a)
 		if err != nil {
-			for _, t := range g.transports {
-				_ = t.Close()
-			}
+			g.closeTransports()
 			return nil, fmt.Errorf("gateway: listen.udp %q: %w", a, err)
 		}
-		g.transports = append(g.transports, c)
+		g.transports = append(g.transports, c.(*net.UDPConn))
 	}
 	g.transports = append(g.transports, g.extra...)
+	dests, err := g.resolveDestinations()
+	if err != nil {
+		g.closeTransports()
+		return nil, err
+	}
+	g.dests = dests
 	for i := 0; i < cfg.Shards; i++ {
 		g.shards = append(g.shards, newShard(g, i))
 	}
 	return g, nil
+}
+
+func (g *Gateway) closeTransports() {
+	for _, t := range g.transports {
+		_ = t.Close()
+	}
 }
 
 // Addrs returns the local addresses of every transport, in order: the
@@ -169,8 +182,9 @@ func (g *Gateway) Serve(ctx context.Context) error {
 		g.wg.Add(1)
 		go func() { defer g.wg.Done(); s.run(ctx) }()
 	}
-	g.wg.Add(1)
+	g.wg.Add(2)
 	go func() { defer g.wg.Done(); g.runQoSMinusOne(ctx) }()
+	go func() { defer g.wg.Done(); g.runDiscovery(ctx) }()
 	for i, t := range g.transports {
 		g.wg.Add(1)
 		go func() { defer g.wg.Done(); g.readLoop(ctx, i, t) }()
@@ -195,9 +209,7 @@ func (g *Gateway) stop() {
 	for _, s := range g.shards {
 		s.closeAll(ctx)
 	}
-	for _, t := range g.transports {
-		_ = t.Close()
-	}
+	g.closeTransports()
 }
 
 // Shutdown stops the gateway and waits until it stopped or ctx ends. It is
@@ -209,11 +221,7 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	cancel := g.cancel
 	g.mu.Unlock()
 	if !serving {
-		g.shutOnce.Do(func() {
-			for _, t := range g.transports {
-				_ = t.Close()
-			}
-		})
+		g.shutOnce.Do(g.closeTransports)
 		return nil
 	}
 	cancel()
@@ -285,9 +293,14 @@ func (g *Gateway) shardFor(clientID string) int {
 // send encodes p and writes it to the peer, encapsulated when the peer is
 // behind a forwarder.
 func (g *Gateway) send(to peer, p snpacket.Packet) {
+	g.sendRadius(to, p, 0)
+}
+
+// sendRadius is send with a broadcast radius for a forwarder (spec §5.5).
+func (g *Gateway) sendRadius(to peer, p snpacket.Packet, radius uint8) {
 	var out snpacket.Packet = p
 	if to.key.node != "" {
-		out = &snpacket.Encapsulated{NodeID: []byte(to.key.node), Message: p}
+		out = &snpacket.Encapsulated{Radius: radius & 0x03, NodeID: []byte(to.key.node), Message: p}
 	}
 	b, err := out.AppendTo(make([]byte, 0, out.Len()))
 	if err != nil {
@@ -328,4 +341,5 @@ type Stats struct {
 	Lost            atomic.Uint64
 	UpstreamClosed  atomic.Uint64
 	IdentityRefused atomic.Uint64
+	ForwarderDenied atomic.Uint64
 }

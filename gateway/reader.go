@@ -55,6 +55,15 @@ func (g *Gateway) readLoop(ctx context.Context, tr int, t Transport) {
 func (g *Gateway) dispatch(from peer, data []byte) {
 	pkt, err := snpacket.Unmarshal(data)
 	if enc, ok := pkt.(*snpacket.Encapsulated); ok && (err == nil || errors.Is(err, snpacket.ErrProtocolID)) {
+		if !g.allow.allows(from.key.ap) {
+			g.stats.ForwarderDenied.Add(1)
+			g.log.Debug("encapsulated message from a forwarder not on forwarders.allow", zap.Stringer("from", from.addr))
+			return
+		}
+		if len(enc.NodeID) == 0 {
+			g.stats.Malformed.Add(1)
+			return
+		}
 		from.key.node = string(enc.NodeID)
 		pkt = enc.Message
 	}
@@ -75,7 +84,7 @@ func (g *Gateway) dispatch(from peer, data []byte) {
 	in := inbound{from: from, pkt: pkt, size: len(data)}
 	switch p := pkt.(type) {
 	case *snpacket.SearchGW:
-		g.send(from, &snpacket.GWInfo{GatewayID: g.cfg.GatewayID})
+		g.onSearchGW(from, p)
 		return
 	case *snpacket.Advertise, *snpacket.GWInfo:
 		return // other gateways: nothing to do

@@ -44,7 +44,15 @@ type File struct {
 	EmbeddedBroker struct {
 		Listen string `yaml:"listen"`
 	} `yaml:"embedded_broker"`
-	GatewayID        uint8             `yaml:"gateway_id"`
+	GatewayID uint8 `yaml:"gateway_id"`
+	Discovery struct {
+		AdvertiseInterval time.Duration `yaml:"advertise_interval"`
+		AdvertiseTo       StringList    `yaml:"advertise_to"`
+		GWInfoBroadcast   bool          `yaml:"gwinfo_broadcast"`
+	} `yaml:"discovery"`
+	Forwarders struct {
+		Allow StringList `yaml:"allow"`
+	} `yaml:"forwarders"`
 	PredefinedTopics map[uint16]string `yaml:"predefined_topics"`
 	Retry            struct {
 		Interval time.Duration `yaml:"interval"`
@@ -92,6 +100,9 @@ func (l *StringList) UnmarshalYAML(n *yaml.Node) error {
 		var s []string
 		if err := n.Decode(&s); err != nil {
 			return err
+		}
+		if len(s) == 0 {
+			s = nil
 		}
 		*l = s
 		return nil
@@ -251,6 +262,10 @@ func (c *File) Gateway() gateway.Config {
 		InboxSize:          c.Limits.InboxSize,
 		SessionExpiry:      c.Broker.SessionExpiry,
 		Listen:             c.Listen.UDP,
+		AdvertiseInterval:  c.Discovery.AdvertiseInterval,
+		AdvertiseTo:        c.Discovery.AdvertiseTo,
+		GWInfoBroadcast:    c.Discovery.GWInfoBroadcast,
+		ForwarderAllow:     c.Forwarders.Allow,
 	}
 	return g
 }

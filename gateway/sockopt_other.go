@@ -1,0 +1,7 @@
+//go:build !unix
+
+package gateway
+
+import "syscall"
+
+func setBroadcast(_, _ string, _ syscall.RawConn) error { return nil }
