@@ -154,13 +154,22 @@ func serve(ctx context.Context, cfg *config.File, log *zap.Logger) error {
 	log.Info("mqttsn-gateway starting", zap.String("version", version), zap.Strings("udp", cfg.Listen.UDP), zap.String("broker", ucfg.URL))
 	errc := make(chan error, 1)
 	go func() { errc <- g.Serve(ctx) }()
-	select {
-	case err := <-errc:
-		if errors.Is(err, gateway.ErrGatewayClosed) {
-			return nil
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+wait:
+	for {
+		select {
+		case err := <-errc:
+			if errors.Is(err, gateway.ErrGatewayClosed) {
+				return nil
+			}
+			return err
+		case <-hup:
+			reload(log)
+		case <-ctx.Done():
+			break wait
 		}
-		return err
-	case <-ctx.Done():
 	}
 	log.Info("shutting down")
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -172,6 +181,11 @@ func serve(ctx context.Context, cfg *config.File, log *zap.Logger) error {
 		return err
 	}
 	return nil
+}
+
+// reload re-reads what can change without a restart (SIGHUP).
+func reload(log *zap.Logger) {
+	log.Info("SIGHUP: nothing to reload")
 }
 
 func newLogger(level, format string, w io.Writer) (*zap.Logger, error) {

@@ -106,6 +106,17 @@ func TestBinaryServesAndStopsOnSIGTERM(t *testing.T) {
 		t.Fatalf("CONNACK: %v %v", p, err)
 	}
 
+	// SIGHUP reloads; it must not stop the gateway.
+	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Send(&snpacket.PingReq{}); err != nil {
+		t.Fatal(err)
+	}
+	if p, err := c.Receive(10 * time.Second); err != nil || p.Type() != snpacket.TypePingResp {
+		t.Fatalf("after SIGHUP: %v %v", p, err)
+	}
+
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
