@@ -96,7 +96,7 @@ func (g *Gateway) broadcast(p snpacket.Packet) {
 			g.log.Debug("discovery send failed", zap.Stringer("to", d.addr), zap.Stringer("type", p.Type()), zap.Error(err))
 			continue
 		}
-		g.stats.DatagramsOut.Add(1)
+		g.stats.countOut(p.Type(), len(b))
 	}
 }
 

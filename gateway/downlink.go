@@ -159,7 +159,14 @@ func (s *shard) sendPublish(sess *session, out *outbound, dup bool) bool {
 		sess.log.Debug("downlink message too long: dropped", zap.String("topic", out.item.Topic), zap.Int("size", p.Len()))
 		return false
 	}
-	s.g.stats.PublishesDown.Add(1)
+	if !dup {
+		s.g.stats.PublishesDown.Add(1)
+		s.g.stats.PublishesDownQoS[qi(p.QoS)].Add(1)
+	}
+	sess.traffic.DownlinkDatagrams[qi(p.QoS)]++
+	if p.QoS == snpacket.QoS0 {
+		sess.traffic.Delivered[qi(p.QoS)]++
+	}
 	s.send(sess, p)
 	return true
 }
@@ -168,6 +175,9 @@ func (s *shard) sendPublish(sess *session, out *outbound, dup bool) bool {
 func (s *shard) sendInflight(now time.Time, sess *session, dup bool) {
 	out := sess.inflight
 	out.retryAt = now.Add(s.g.cfg.RetryInterval)
+	if out.stage != stagePublish { // sendPublish counts its own
+		sess.traffic.DownlinkDatagrams[qi(snpacket.QoS(out.item.QoS))]++
+	}
 	switch out.stage {
 	case stageRegister:
 		r := &snpacket.Register{TopicID: out.topicID, MsgID: out.msgID, TopicName: out.item.Topic}
@@ -189,6 +199,7 @@ func (s *shard) sendInflight(now time.Time, sess *session, dup bool) {
 
 func (s *shard) retransmit(now time.Time, sess *session) {
 	sess.inflight.retries++
+	sess.traffic.Retransmissions++
 	s.g.stats.Retransmits.Add(1)
 	s.sendInflight(now, sess, true)
 	if sess.inflight == nil {
@@ -196,10 +207,19 @@ func (s *shard) retransmit(now time.Time, sess *session) {
 	}
 }
 
-// next moves the in-flight message forward after the node's answer.
-func (s *shard) finishInflight(now time.Time, sess *session) {
+// finishInflight ends the in-flight message, delivered or refused by the
+// node, and moves on to the next.
+func (s *shard) finishInflight(now time.Time, sess *session, delivered bool) {
+	if delivered {
+		sess.traffic.Delivered[qi(snpacket.QoS(sess.inflight.item.QoS))]++
+	}
 	sess.inflight = nil
 	s.pump(now, sess)
+}
+
+// acked accounts the node's answer to the in-flight message.
+func (sess *session) acked() {
+	sess.traffic.DownlinkDatagrams[qi(snpacket.QoS(sess.inflight.item.QoS))]++
 }
 
 func (s *shard) onRegack(now time.Time, sess *session, r *snpacket.Regack) {
@@ -207,18 +227,19 @@ func (s *shard) onRegack(now time.Time, sess *session, r *snpacket.Regack) {
 	if out == nil || out.stage != stageRegister || out.msgID != r.MsgID {
 		return
 	}
+	sess.acked()
 	if r.ReturnCode != snpacket.Accepted {
 		// Rejecting the REGISTER is unsubscribing from that topic name
 		// (spec §6.10): drop the message.
 		sess.topics.Remove(out.topicID)
 		sess.log.Debug("node refused topic registration", zap.String("topic", out.item.Topic), zap.Stringer("rc", r.ReturnCode))
-		s.finishInflight(now, sess)
+		s.finishInflight(now, sess, false)
 		return
 	}
 	sess.topics.Ack(out.topicID)
 	if snpacket.QoS(out.item.QoS) == snpacket.QoS0 {
-		s.sendPublish(sess, out, false)
-		s.finishInflight(now, sess)
+		s.sendPublish(sess, out, false) // counts the delivery
+		s.finishInflight(now, sess, false)
 		return
 	}
 	out.stage = stagePublish
@@ -232,11 +253,12 @@ func (s *shard) onPuback(now time.Time, sess *session, p *snpacket.Puback) {
 	if out == nil || out.stage != stagePublish || out.msgID != p.MsgID {
 		return
 	}
+	sess.acked()
 	if p.ReturnCode == snpacket.RejectedInvalidTopicID && out.idType == snpacket.TopicNormal && out.retries <= s.g.cfg.RetryCount {
 		// The node lost the id: register it again, then resend.
 		sess.topics.Remove(out.topicID)
 		if !s.topicFor(sess, out) {
-			s.finishInflight(now, sess)
+			s.finishInflight(now, sess, false)
 			return
 		}
 		out.msgID = sess.newMsgID()
@@ -247,7 +269,7 @@ func (s *shard) onPuback(now time.Time, sess *session, p *snpacket.Puback) {
 	if p.ReturnCode != snpacket.Accepted {
 		sess.log.Debug("node refused message", zap.String("topic", out.item.Topic), zap.Stringer("rc", p.ReturnCode))
 	}
-	s.finishInflight(now, sess)
+	s.finishInflight(now, sess, p.ReturnCode == snpacket.Accepted)
 }
 
 func (s *shard) onPubrec(now time.Time, sess *session, p *snpacket.Pubrec) {
@@ -255,6 +277,7 @@ func (s *shard) onPubrec(now time.Time, sess *session, p *snpacket.Pubrec) {
 	if out == nil || out.msgID != p.MsgID || snpacket.QoS(out.item.QoS) != snpacket.QoS2 {
 		return
 	}
+	sess.acked()
 	if out.stage == stagePublish {
 		out.stage = stagePubrel
 		out.retries = 0
@@ -269,5 +292,6 @@ func (s *shard) onPubcomp(now time.Time, sess *session, p *snpacket.Pubcomp) {
 	if out == nil || out.stage != stagePubrel || out.msgID != p.MsgID {
 		return
 	}
-	s.finishInflight(now, sess)
+	sess.acked()
+	s.finishInflight(now, sess, true)
 }

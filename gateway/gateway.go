@@ -18,7 +18,6 @@ import (
 	"net"
 	"net/netip"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -292,12 +291,13 @@ func (g *Gateway) shardFor(clientID string) int {
 
 // send encodes p and writes it to the peer, encapsulated when the peer is
 // behind a forwarder.
-func (g *Gateway) send(to peer, p snpacket.Packet) {
-	g.sendRadius(to, p, 0)
+func (g *Gateway) send(to peer, p snpacket.Packet) int {
+	return g.sendRadius(to, p, 0)
 }
 
 // sendRadius is send with a broadcast radius for a forwarder (spec §5.5).
-func (g *Gateway) sendRadius(to peer, p snpacket.Packet, radius uint8) {
+// It returns the bytes written, 0 on failure.
+func (g *Gateway) sendRadius(to peer, p snpacket.Packet, radius uint8) int {
 	var out snpacket.Packet = p
 	if to.key.node != "" {
 		out = &snpacket.Encapsulated{Radius: radius & 0x03, NodeID: []byte(to.key.node), Message: p}
@@ -305,14 +305,18 @@ func (g *Gateway) sendRadius(to peer, p snpacket.Packet, radius uint8) {
 	b, err := out.AppendTo(make([]byte, 0, out.Len()))
 	if err != nil {
 		g.log.Warn("encode failed", zap.Stringer("type", p.Type()), zap.Error(err))
-		return
+		return 0
 	}
 	if _, err := g.transports[to.key.tr].WriteTo(b, to.addr); err != nil {
 		g.stats.WriteErrors.Add(1)
 		g.log.Debug("write failed", zap.Stringer("to", to.addr), zap.Error(err))
-		return
+		return 0
 	}
-	g.stats.DatagramsOut.Add(1)
+	g.stats.countOut(p.Type(), len(b))
+	if rc, ok := returnCodeOf(p); ok && rc <= snpacket.RejectedNotSupported {
+		g.stats.ReturnCodes[rc].Add(1)
+	}
+	return len(b)
 }
 
 func addrStringers(as []net.Addr) []fmt.Stringer {
@@ -321,25 +325,4 @@ func addrStringers(as []net.Addr) []fmt.Stringer {
 		out[i] = a
 	}
 	return out
-}
-
-// Stats are the gateway's counters. Fields are safe to read at any time.
-type Stats struct {
-	DatagramsIn     atomic.Uint64
-	DatagramsOut    atomic.Uint64
-	Malformed       atomic.Uint64
-	InboxDropped    atomic.Uint64
-	NoSession       atomic.Uint64
-	WriteErrors     atomic.Uint64
-	QoSMinusOneIn   atomic.Uint64
-	QoSMinusOneOut  atomic.Uint64
-	QoSMinusOneDrop atomic.Uint64
-	PublishesUp     atomic.Uint64
-	PublishesDown   atomic.Uint64
-	Retransmits     atomic.Uint64
-	BufferDropped   atomic.Uint64
-	Lost            atomic.Uint64
-	UpstreamClosed  atomic.Uint64
-	IdentityRefused atomic.Uint64
-	ForwarderDenied atomic.Uint64
 }

@@ -237,3 +237,58 @@ func TestShutdownIdempotent(t *testing.T) {
 		t.Fatalf("Serve after Shutdown returned %v", err)
 	}
 }
+
+// Clients reports each node's state, subscriptions and radio cost.
+func TestClientsSnapshotAndTraffic(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := newRig(t, Config{Predefined: map[uint16]string{1: "p/one"}})
+		r.send(nodeA, &sn.Connect{CleanSession: true, Duration: 60, ClientID: "n1"})
+		r.expect(&sn.Connack{})
+		r.send(nodeA, &sn.Publish{QoS: sn.QoS1, TopicIDType: sn.TopicPredefined, TopicID: 1, MsgID: 5, Data: []byte("x")})
+		r.expect(&sn.Puback{TopicID: 1, MsgID: 5})
+		r.published()
+		r.send(nodeA, &sn.Subscribe{QoS: sn.QoS2, MsgID: 6, TopicName: "d/#"})
+		r.next()
+		go r.up.session("n1").deliver(Message{Topic: "d/x", Payload: []byte("y"), QoS: 2})
+		reg := r.next().(*sn.Register)
+		r.send(nodeA, &sn.Regack{TopicID: reg.TopicID, MsgID: reg.MsgID})
+		p := r.next().(*sn.Publish)
+		r.send(nodeA, &sn.Pubrec{MsgID: p.MsgID})
+		r.expect(&sn.Pubrel{MsgID: p.MsgID})
+		r.send(nodeA, &sn.Pubcomp{MsgID: p.MsgID})
+		synctest.Wait()
+
+		cs, err := r.g.Clients(context.Background())
+		if err != nil || len(cs) != 1 {
+			t.Fatalf("Clients: %v %v", cs, err)
+		}
+		c := cs[0]
+		if c.ClientID != "n1" || c.State != "active" || c.Addr != nodeA.String() || c.KeepAlive != 60 {
+			t.Fatalf("client %+v", c)
+		}
+		if len(c.Subscriptions) != 1 || c.Subscriptions[0].Filter != "d/#" || c.Subscriptions[0].QoS != 2 {
+			t.Fatalf("subscriptions %+v", c.Subscriptions)
+		}
+		if c.Topics[reg.TopicID] != "d/x" {
+			t.Fatalf("topics %+v", c.Topics)
+		}
+		tr := c.Traffic
+		// In: CONNECT, PUBLISH, SUBSCRIBE, REGACK, PUBREC, PUBCOMP.
+		// Out: CONNACK, PUBACK, SUBACK, REGISTER, PUBLISH, PUBREL.
+		if tr.DatagramsIn != 6 || tr.DatagramsOut != 6 {
+			t.Fatalf("datagrams in %d out %d", tr.DatagramsIn, tr.DatagramsOut)
+		}
+		if tr.Uplinked[2] != 1 || tr.UplinkDatagrams[2] != 2 {
+			t.Fatalf("uplink %+v", tr)
+		}
+		if tr.Delivered[3] != 1 || tr.DownlinkDatagrams[3] != 6 {
+			t.Fatalf("downlink QoS 2: delivered %d with %d datagrams, want 1 with 6", tr.Delivered[3], tr.DownlinkDatagrams[3])
+		}
+		if _, ok, _ := r.g.Client(context.Background(), "nobody"); ok {
+			t.Fatal("unknown client found")
+		}
+		if got := r.g.Stats().Connects.Load(); got != 1 {
+			t.Fatalf("connects %d", got)
+		}
+	})
+}

@@ -39,6 +39,7 @@ func (g *Gateway) readLoop(ctx context.Context, tr int, t Transport) {
 			continue
 		}
 		g.stats.DatagramsIn.Add(1)
+		g.stats.BytesIn.Add(uint64(n))
 		key, ok := keyOf(tr, addr)
 		if !ok {
 			g.stats.Malformed.Add(1)
@@ -62,6 +63,7 @@ func (g *Gateway) dispatch(from peer, data []byte) {
 		}
 		if len(enc.NodeID) == 0 {
 			g.stats.Malformed.Add(1)
+			g.stats.MalformedByKind[MalformedOther].Add(1)
 			return
 		}
 		from.key.node = string(enc.NodeID)
@@ -74,11 +76,14 @@ func (g *Gateway) dispatch(from peer, data []byte) {
 			return
 		}
 		g.stats.Malformed.Add(1)
+		g.stats.MalformedByKind[malformedKind(err)].Add(1)
 		g.log.Debug("malformed datagram dropped", zap.Stringer("from", from.addr), zap.Error(err))
 		return
 	}
+	g.stats.countIn(pkt.Type(), len(data))
 	if _, ok := pkt.(*snpacket.Encapsulated); ok {
 		g.stats.Malformed.Add(1) // nested encapsulation is refused by the codec; belt and braces
+		g.stats.MalformedByKind[MalformedOther].Add(1)
 		return
 	}
 	in := inbound{from: from, pkt: pkt, size: len(data)}

@@ -62,8 +62,7 @@ type session struct {
 	deadline    time.Time
 	heapIdx     int
 
-	// accounting
-	rxDatagrams uint64
+	traffic Traffic // the node's radio cost, for operators
 }
 
 type subscription struct {
@@ -154,11 +153,21 @@ func (s *shard) setPeer(sess *session, from peer) {
 }
 
 func (s *shard) send(sess *session, p snpacket.Packet) {
-	s.g.send(sess.peer, p)
+	if n := s.g.send(sess.peer, p); n > 0 {
+		sess.traffic.DatagramsOut++
+		sess.traffic.BytesOut += uint64(n)
+	}
+}
+
+// received accounts a datagram from the node.
+func (sess *session) received(now time.Time, size int) {
+	sess.lastSeen = now
+	sess.traffic.DatagramsIn++
+	sess.traffic.BytesIn += uint64(size)
 }
 
 // onConnect handles CONNECT (spec §6.2, §6.3).
-func (s *shard) onConnect(now time.Time, from peer, c *snpacket.Connect) {
+func (s *shard) onConnect(now time.Time, from peer, c *snpacket.Connect, size int) {
 	if c.ClientID == "" || len(c.ClientID) > s.g.cfg.MaxClientIDLen {
 		s.g.send(from, &snpacket.Connack{ReturnCode: snpacket.RejectedNotSupported})
 		return
@@ -184,9 +193,12 @@ func (s *shard) onConnect(now time.Time, from peer, c *snpacket.Connect) {
 	if sess.phase == phaseOpening && sess.peer.key == from.key {
 		return // a retransmitted CONNECT while the broker connects: CONNACK follows
 	}
+	if sess.peer.key != from.key && sess.bound && sess.state != sleepmgr.Disconnected && sess.state != sleepmgr.Lost {
+		s.g.stats.Closes[CloseTakeover].Add(1)
+		sess.log.Info("taken over", zap.Stringer("old_addr", sess.peer.addr), zap.Stringer("addr", from.addr))
+	}
 	s.setPeer(sess, from)
-	sess.lastSeen = now
-	sess.rxDatagrams++
+	sess.received(now, size)
 	sess.clean = c.CleanSession
 	sess.keepAlive = time.Duration(c.Duration) * time.Second
 	if c.CleanSession {
@@ -265,6 +277,7 @@ func (s *shard) finishConnect(now time.Time, sess *session) {
 func (s *shard) connected(now time.Time, sess *session) {
 	sess.phase = phaseNone
 	sess.transition(sleepmgr.EvConnect)
+	s.g.stats.Connects.Add(1)
 	s.send(sess, &snpacket.Connack{ReturnCode: snpacket.Accepted})
 	sess.log.Info("connected", zap.Stringer("addr", sess.peer.addr), zap.Bool("clean", sess.clean),
 		zap.Duration("keep_alive", sess.keepAlive), zap.Bool("will", sess.will != nil))
@@ -288,7 +301,7 @@ func (s *shard) refuseConnect(sess *session, rc snpacket.ReturnCode) {
 
 // onWake handles PINGREQ with a ClientId from a sleeping node, from
 // whatever address it now has (spec §6.14).
-func (s *shard) onWake(now time.Time, from peer, clientID string) {
+func (s *shard) onWake(now time.Time, from peer, clientID string, size int) {
 	sess := s.sessions[clientID]
 	if sess == nil || (sess.state != sleepmgr.Asleep && sess.state != sleepmgr.Awake && sess.state != sleepmgr.Active) {
 		s.g.send(from, &snpacket.Disconnect{})
@@ -300,13 +313,18 @@ func (s *shard) onWake(now time.Time, from peer, clientID string) {
 		return
 	}
 	s.setPeer(sess, from)
-	sess.lastSeen = now
-	sess.rxDatagrams++
+	if size > 0 {
+		sess.received(now, size)
+	}
 	if sess.state == sleepmgr.Active {
 		s.send(sess, &snpacket.PingResp{})
 		sess.supervise(now)
 		s.schedule(sess)
 		return
+	}
+	if sess.state == sleepmgr.Asleep {
+		sess.traffic.WakeCycles++
+		s.g.stats.WakeCycles.Add(1)
 	}
 	sess.transition(sleepmgr.EvWake)
 	sess.dropsLogged = false
@@ -343,7 +361,8 @@ func (s *shard) onDisconnect(now time.Time, sess *session, d *snpacket.Disconnec
 	if !sess.transition(sleepmgr.EvDisconnect) {
 		return
 	}
-	sess.log.Info("disconnected", zap.String("reason", "client"))
+	s.g.stats.Closes[CloseDisconnect].Add(1)
+	sess.log.Info("disconnected", zap.Stringer("reason", CloseDisconnect))
 	sess.superviseAt = time.Time{}
 	s.closeUpstream(sess, nil)
 	s.unbindSession(sess)
@@ -351,9 +370,10 @@ func (s *shard) onDisconnect(now time.Time, sess *session, d *snpacket.Disconnec
 }
 
 // lose declares the node lost: its will is published (spec §6.14).
-func (s *shard) lose(now time.Time, sess *session, reason string) {
+func (s *shard) lose(now time.Time, sess *session, reason CloseReason) {
 	s.g.stats.Lost.Add(1)
-	sess.log.Info("lost", zap.String("reason", reason), zap.Stringer("state", sess.state), zap.Bool("will", sess.will != nil))
+	s.g.stats.Closes[reason].Add(1)
+	sess.log.Info("lost", zap.Stringer("reason", reason), zap.Stringer("state", sess.state), zap.Bool("will", sess.will != nil))
 	sess.transition(sleepmgr.EvExpire)
 	sess.phase = phaseNone
 	sess.superviseAt = time.Time{}
@@ -392,7 +412,7 @@ func (s *shard) forgetIfClean(sess *session) {
 func (s *shard) onTimer(now time.Time, sess *session) {
 	if in := sess.inflight; in != nil && !in.retryAt.After(now) {
 		if in.retries >= s.g.cfg.RetryCount {
-			s.lose(now, sess, "retransmissions exhausted")
+			s.lose(now, sess, CloseRetries)
 			return
 		}
 		s.retransmit(now, sess)
@@ -400,16 +420,17 @@ func (s *shard) onTimer(now time.Time, sess *session) {
 	if !sess.superviseAt.IsZero() && !sess.superviseAt.After(now) {
 		switch {
 		case sess.phase == phaseWillTopic || sess.phase == phaseWillMsg:
+			s.g.stats.Closes[CloseConnectAborted].Add(1)
 			sess.phase = phaseNone
 			sess.superviseAt = time.Time{}
 			if sess.state == sleepmgr.Disconnected || sess.state == sleepmgr.Lost {
 				s.unbindSession(sess)
 			}
 		case sess.state == sleepmgr.Active:
-			s.lose(now, sess, "keep-alive expired")
+			s.lose(now, sess, CloseKeepAlive)
 			return
 		case sess.state == sleepmgr.Asleep:
-			s.lose(now, sess, "sleep expired")
+			s.lose(now, sess, CloseSleepExpired)
 			return
 		default:
 			sess.superviseAt = time.Time{}
@@ -428,6 +449,7 @@ func (s *shard) onPacket(now time.Time, sess *session, pkt snpacket.Packet) {
 			s.onWillMsg(now, sess, p)
 		default:
 			// Anything else aborts the connect (behaviour.md).
+			s.g.stats.Closes[CloseConnectAborted].Add(1)
 			sess.phase = phaseNone
 			s.send(sess, &snpacket.Disconnect{})
 			if sess.state == sleepmgr.Disconnected || sess.state == sleepmgr.Lost {
@@ -471,7 +493,7 @@ func (s *shard) onPacket(now time.Time, sess *session, pkt snpacket.Packet) {
 		if sess.state == sleepmgr.Active {
 			s.send(sess, &snpacket.PingResp{})
 		} else {
-			s.onWake(now, sess.peer, sess.id)
+			s.onWake(now, sess.peer, sess.id, 0)
 		}
 	case *snpacket.PingResp:
 		// answer to nothing we sent; harmless

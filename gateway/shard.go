@@ -115,11 +115,11 @@ func (s *shard) expire(now time.Time) {
 func (s *shard) handle(now time.Time, in inbound) {
 	switch p := in.pkt.(type) {
 	case *snpacket.Connect:
-		s.onConnect(now, in.from, p)
+		s.onConnect(now, in.from, p, in.size)
 		return
 	case *snpacket.PingReq:
 		if p.ClientID != "" {
-			s.onWake(now, in.from, p.ClientID)
+			s.onWake(now, in.from, p.ClientID, in.size)
 			return
 		}
 	}
@@ -128,8 +128,7 @@ func (s *shard) handle(now time.Time, in inbound) {
 		s.g.noSession(in.from, in.pkt)
 		return
 	}
-	sess.lastSeen = now
-	sess.rxDatagrams++
+	sess.received(now, in.size)
 	s.onPacket(now, sess, in.pkt)
 	s.schedule(sess)
 }

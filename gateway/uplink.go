@@ -190,10 +190,17 @@ func (s *shard) openDone(now time.Time, sess *session, r opResult) {
 }
 
 func (s *shard) publishDone(sess *session, o op, err error) {
+	q := qi(o.nodeQoS)
 	if err != nil {
+		s.g.stats.UpstreamFailures.Add(1)
 		sess.log.Debug("publish failed upstream", zap.String("topic", o.msg.Topic), zap.Error(err))
 	} else {
 		s.g.stats.PublishesUp.Add(1)
+		s.g.stats.PublishesUpQoS[q].Add(1)
+		sess.traffic.Uplinked[q]++
+	}
+	if o.nodeQoS > snpacket.QoS0 {
+		sess.traffic.UplinkDatagrams[q]++ // PUBACK or PUBREC
 	}
 	switch o.nodeQoS {
 	case snpacket.QoS1:
@@ -278,6 +285,8 @@ func returnCode(err error) snpacket.ReturnCode {
 // onPublish handles a node's PUBLISH (spec §6.6). The node is acknowledged
 // only once the broker acknowledged (behaviour.md: ack only what is safe).
 func (s *shard) onPublish(now time.Time, sess *session, p *snpacket.Publish) {
+	sess.traffic.PublishesIn[qi(p.QoS)]++
+	sess.traffic.UplinkDatagrams[qi(p.QoS)]++
 	topic, rc := s.resolveTopic(sess, p.TopicIDType, p.TopicID)
 	if rc != snpacket.Accepted {
 		s.send(sess, &snpacket.Puback{TopicID: p.TopicID, MsgID: p.MsgID, ReturnCode: rc})
@@ -316,6 +325,7 @@ func (s *shard) onPubrel(sess *session, p *snpacket.Pubrel) {
 		return // still being forwarded; the node will retransmit
 	}
 	delete(sess.qos2, p.MsgID)
+	sess.traffic.UplinkDatagrams[qi(snpacket.QoS2)] += 2 // PUBREL and PUBCOMP
 	s.send(sess, &snpacket.Pubcomp{MsgID: p.MsgID})
 }
 
