@@ -45,6 +45,16 @@ func (s *shard) onDeliver(now time.Time, sess *session, gen uint64, m Message) {
 	drops := sess.queue.Push(sleepmgr.Item{Topic: m.Topic, Payload: m.Payload, QoS: int8(qos), Retain: m.Retain})
 	if len(drops) > 0 {
 		s.g.stats.BufferDropped.Add(uint64(len(drops)))
+		for _, d := range drops {
+			switch d.Reason {
+			case sleepmgr.DropQoS0Overflow:
+				s.g.stats.BufferDroppedQoS0.Add(1)
+			case sleepmgr.DropOverflow:
+				s.g.stats.BufferDroppedOverflow.Add(1)
+			case sleepmgr.DropBudget:
+				s.g.stats.BufferDroppedBudget.Add(1)
+			}
+		}
 		if !sess.dropsLogged {
 			sess.dropsLogged = true
 			sess.log.Warn("buffer full: messages dropped", zap.Int("dropped", len(drops)),
@@ -156,6 +166,7 @@ func (s *shard) sendPublish(sess *session, out *outbound, dup bool) bool {
 	if p.Len() > s.g.cfg.MaxPacketSize {
 		// Spec §6.10: too long for a PUBLISH: silently aborted.
 		s.g.stats.BufferDropped.Add(1)
+		s.g.stats.BufferDroppedTooLarge.Add(1)
 		sess.log.Debug("downlink message too long: dropped", zap.String("topic", out.item.Topic), zap.Int("size", p.Len()))
 		return false
 	}
