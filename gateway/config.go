@@ -77,6 +77,10 @@ type Config struct {
 	// connected with CleanSession=false after its upstream connection ends.
 	// Default 24h.
 	SessionExpiry time.Duration
+	// UpstreamWorkers is the number of concurrent upstream operations
+	// (connects, publishes awaiting the broker's acknowledgement, ...) per
+	// shard. Default 32.
+	UpstreamWorkers int
 	// UpstreamTimeout bounds each upstream operation made for a node
 	// (connect, publish, subscribe). Default 30s.
 	UpstreamTimeout time.Duration
@@ -95,6 +99,7 @@ const (
 	DefaultSessionExpiry     = 24 * time.Hour
 	DefaultUpstreamTimeout   = 30 * time.Second
 	DefaultAdvertiseInterval = 15 * time.Minute
+	DefaultUpstreamWorkers   = 32
 )
 
 func (c *Config) setDefaults() {
@@ -130,6 +135,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.UpstreamTimeout == 0 {
 		c.UpstreamTimeout = DefaultUpstreamTimeout
+	}
+	if c.UpstreamWorkers == 0 {
+		c.UpstreamWorkers = DefaultUpstreamWorkers
 	}
 	if c.AdvertiseInterval == 0 {
 		c.AdvertiseInterval = DefaultAdvertiseInterval
@@ -190,6 +198,8 @@ func (c *Config) validate() error {
 		return errors.New("gateway: sleep.max_buffered_bytes must be positive")
 	case c.SessionExpiry < 0:
 		return errors.New("gateway: session expiry must be positive")
+	case c.UpstreamWorkers < 0 || c.UpstreamWorkers > 100000:
+		return errors.New("gateway: limits.upstream_workers must be between 1 and 100000")
 	case c.UpstreamTimeout < 0:
 		return errors.New("gateway: upstream timeout must be positive")
 	}

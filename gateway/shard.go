@@ -21,6 +21,11 @@ type shard struct {
 	// Senders block (with their context): a broker message is acknowledged
 	// upstream only once the shard has taken it.
 	events chan func(now time.Time)
+	// work feeds the shard's upstream workers; idle counts those waiting
+	// and backlog holds what found none.
+	work    chan opTask
+	idle    int
+	backlog []opTask
 
 	sessions map[string]*session
 	byPeer   map[peerKey]*session
@@ -37,13 +42,24 @@ func newShard(g *Gateway, id int) *shard {
 		log:      g.log.With(zap.Int("shard", id)),
 		inbox:    make(chan inbound, g.cfg.InboxSize),
 		events:   make(chan func(time.Time), 64),
+		work:     make(chan opTask, g.cfg.UpstreamWorkers),
 		sessions: make(map[string]*session),
 		byPeer:   make(map[peerKey]*session),
 	}
 }
 
 func (s *shard) run(ctx context.Context) {
+	// A context of the shard's own: every upstream operation derives its
+	// deadline from it, and a shared parent would serialise them all on
+	// its lock.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	s.ctx = ctx
+	s.idle = s.g.cfg.UpstreamWorkers
+	for range s.g.cfg.UpstreamWorkers {
+		s.g.wg.Add(1)
+		go func() { defer s.g.wg.Done(); s.upstreamWorker(ctx) }()
+	}
 	s.timer = time.NewTimer(time.Hour)
 	s.timer.Stop()
 	defer s.timer.Stop()

@@ -52,8 +52,17 @@ func (s *shard) enqueue(sess *session, o op) {
 	}
 }
 
-// startOp runs the first queued operation in its own goroutine; the result
-// comes back to the shard as an event.
+// opTask is an operation handed to a shard's upstream workers, with what
+// it needs captured on the shard's loop.
+type opTask struct {
+	sess *session
+	o    op
+	up   Session
+	opts SessionOptions
+}
+
+// startOp hands the session's first queued operation to the shard's
+// upstream workers; the result comes back to the shard as an event.
 func (s *shard) startOp(sess *session) {
 	if len(sess.ops) == 0 {
 		return
@@ -65,60 +74,92 @@ func (s *shard) startOp(sess *session) {
 		sess.ops = nil
 	}
 	sess.opBusy = true
-	up := sess.up
+	t := opTask{sess: sess, o: o, up: sess.up}
 	if o.kind == opClose {
-		up = o.up
+		t.up = o.up
 	}
-	var opts SessionOptions
 	if o.kind == opOpen {
-		opts = SessionOptions{ClientID: sess.id, CleanStart: sess.clean, Will: sess.will}
+		t.opts = SessionOptions{ClientID: sess.id, CleanStart: sess.clean, Will: sess.will}
 		if !sess.clean {
-			opts.SessionExpiry = s.g.cfg.SessionExpiry
+			t.opts.SessionExpiry = s.g.cfg.SessionExpiry
 		}
 	}
-	ctx := s.ctx
-	timeout := s.g.cfg.UpstreamTimeout
-	s.g.wg.Add(1)
-	go func() {
-		defer s.g.wg.Done()
-		octx, cancel := context.WithTimeout(ctx, timeout)
-		defer cancel()
-		var r opResult
-		switch o.kind {
-		case opOpen:
-			r.session, r.err = s.g.up.Open(octx, opts, s.deliverer(sess))
-		case opClose:
-			if up != nil {
-				if o.hasWill {
-					if err := up.Publish(octx, o.msg); err != nil {
-						sess.log.Warn("will not published", zap.String("topic", o.msg.Topic), zap.Error(err))
-					} else {
-						sess.log.Info("will published", zap.String("topic", o.msg.Topic))
-					}
+	if s.idle > 0 {
+		s.idle--
+		s.work <- t // never blocks: an idle worker is waiting, and work has a slot per worker
+		return
+	}
+	s.backlog = append(s.backlog, t)
+}
+
+// workerDone returns a worker to the pool, giving it backlog first.
+func (s *shard) workerDone() {
+	if len(s.backlog) > 0 {
+		t := s.backlog[0]
+		s.backlog[0] = opTask{}
+		s.backlog = s.backlog[1:]
+		s.work <- t
+		return
+	}
+	s.idle++
+}
+
+// upstreamWorker runs operations until ctx ends. Workers live as long as
+// the shard, so an operation costs no goroutine start, and each has its
+// own context so per-operation deadlines do not contend on one lock.
+func (s *shard) upstreamWorker(ctx context.Context) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case t := <-s.work:
+			r := s.runOp(ctx, t)
+			if !s.post(ctx, func(now time.Time) { s.workerDone(); s.opDone(now, t.sess, t.o, r) }) && r.session != nil {
+				// Shutting down: nobody will own this session.
+				cctx, cancel := context.WithTimeout(context.Background(), time.Second)
+				_ = r.session.Close(cctx)
+				cancel()
+			}
+		}
+	}
+}
+
+func (s *shard) runOp(ctx context.Context, t opTask) opResult {
+	octx, cancel := context.WithTimeout(ctx, s.g.cfg.UpstreamTimeout)
+	defer cancel()
+	var r opResult
+	o, up, sess := t.o, t.up, t.sess
+	switch o.kind {
+	case opOpen:
+		r.session, r.err = s.g.up.Open(octx, t.opts, s.deliverer(sess))
+	case opClose:
+		if up != nil {
+			if o.hasWill {
+				if err := up.Publish(octx, o.msg); err != nil {
+					sess.log.Warn("will not published", zap.String("topic", o.msg.Topic), zap.Error(err))
+				} else {
+					sess.log.Info("will published", zap.String("topic", o.msg.Topic))
 				}
-				r.err = up.Close(octx)
 			}
-		case opPublish, opSubscribe, opUnsubscribe:
-			if up == nil {
-				r.err = errNoUpstream
-				break
-			}
-			switch o.kind {
-			case opPublish:
-				r.err = up.Publish(octx, o.msg)
-			case opSubscribe:
-				r.granted, r.err = up.Subscribe(octx, o.filter, byte(o.sub.qos))
-			default:
-				r.err = up.Unsubscribe(octx, o.filter)
-			}
+			r.err = up.Close(octx)
 		}
-		if !s.post(ctx, func(now time.Time) { s.opDone(now, sess, o, r) }) && r.session != nil {
-			// Shutting down: nobody will own this session.
-			cctx, cancel := context.WithTimeout(context.Background(), time.Second)
-			_ = r.session.Close(cctx)
-			cancel()
+	case opPublish, opSubscribe, opUnsubscribe:
+		if up == nil {
+			r.err = errNoUpstream
+			break
 		}
-	}()
+		switch o.kind {
+		case opPublish:
+			r.err = up.Publish(octx, o.msg)
+		case opSubscribe:
+			r.granted, r.err = up.Subscribe(octx, o.filter, byte(o.sub.qos))
+		default:
+			r.err = up.Unsubscribe(octx, o.filter)
+		}
+	}
+	return r
 }
 
 var errNoUpstream = errors.New("gateway: no upstream session")
