@@ -93,6 +93,8 @@ func (timeoutError) Temporary() bool { return true }
 type fakeUpstream struct {
 	mu        sync.Mutex
 	down      bool
+	gate      chan struct{} // when set, Open waits for it
+	opens     int
 	published chan Message
 	sessions  map[string]*fakeSession
 }
@@ -115,7 +117,18 @@ func (f *fakeUpstream) isDown() bool {
 	return f.down
 }
 
-func (f *fakeUpstream) Open(_ context.Context, opts SessionOptions, deliver func(Message)) (Session, error) {
+func (f *fakeUpstream) Open(ctx context.Context, opts SessionOptions, deliver func(Message)) (Session, error) {
+	f.mu.Lock()
+	gate := f.gate
+	f.opens++
+	f.mu.Unlock()
+	if gate != nil {
+		select {
+		case <-gate:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
 	if f.isDown() {
 		return nil, errDown
 	}

@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"errors"
+	"net"
 	"strings"
 	"testing"
 	"testing/synctest"
@@ -289,6 +290,39 @@ func TestClientsSnapshotAndTraffic(t *testing.T) {
 		}
 		if got := r.g.Stats().Connects.Load(); got != 1 {
 			t.Fatalf("connects %d", got)
+		}
+	})
+}
+
+// A clean CONNECT from elsewhere while the first is still connecting
+// upstream: the first upstream session is discarded, a fresh one serves
+// the node, and its deliveries reach the node.
+func TestCleanConnectWhileOpening(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := newRig(t, Config{})
+		gate := make(chan struct{})
+		r.up.mu.Lock()
+		r.up.gate = gate
+		r.up.mu.Unlock()
+		nodeB := &net.UDPAddr{IP: net.IPv4(10, 0, 0, 2), Port: 5000}
+		r.send(nodeA, &sn.Connect{CleanSession: true, Duration: 60, ClientID: "n1"})
+		synctest.Wait()
+		r.send(nodeB, &sn.Connect{CleanSession: true, Duration: 60, ClientID: "n1"})
+		synctest.Wait()
+		close(gate)
+		r.expect(&sn.Connack{})
+		r.up.mu.Lock()
+		opens := r.up.opens
+		r.up.mu.Unlock()
+		if opens != 2 {
+			t.Fatalf("%d upstream opens, want 2 (the stale one replaced)", opens)
+		}
+		r.send(nodeB, &sn.Subscribe{MsgID: 1, TopicName: "x/y"})
+		r.next()
+		go r.up.session("n1").deliver(Message{Topic: "x/y", Payload: []byte("fresh")})
+		p := r.next().(*sn.Publish)
+		if string(p.Data) != "fresh" {
+			t.Fatalf("PUBLISH %+v", p)
 		}
 	})
 }

@@ -230,6 +230,7 @@ func (s *shard) resetSession(sess *session) {
 	if sess.up != nil {
 		s.closeUpstream(sess, nil)
 	}
+	sess.upGen++ // deliveries still on their way from the old session are stale
 }
 
 func (s *shard) onWillTopic(now time.Time, sess *session, wt *snpacket.WillTopic) {

@@ -42,6 +42,7 @@ type op struct {
 type opResult struct {
 	err     error
 	session Session // opOpen
+	gen     uint64  // opOpen: generation the session was opened for
 	granted byte    // opSubscribe
 }
 
@@ -59,6 +60,7 @@ type opTask struct {
 	o    op
 	up   Session
 	opts SessionOptions
+	gen  uint64 // opOpen: the session generation its deliveries belong to
 }
 
 // startOp hands the session's first queued operation to the shard's
@@ -74,7 +76,7 @@ func (s *shard) startOp(sess *session) {
 		sess.ops = nil
 	}
 	sess.opBusy = true
-	t := opTask{sess: sess, o: o, up: sess.up}
+	t := opTask{sess: sess, o: o, up: sess.up, gen: sess.upGen}
 	if o.kind == opClose {
 		t.up = o.up
 	}
@@ -127,13 +129,19 @@ func (s *shard) upstreamWorker(ctx context.Context) {
 }
 
 func (s *shard) runOp(ctx context.Context, t opTask) opResult {
+	if t.o.kind == opClose {
+		// A close (and the will before it) is finished even during
+		// shutdown, so no upstream connection outlives the gateway.
+		ctx = context.WithoutCancel(ctx)
+	}
 	octx, cancel := context.WithTimeout(ctx, s.g.cfg.UpstreamTimeout)
 	defer cancel()
 	var r opResult
 	o, up, sess := t.o, t.up, t.sess
 	switch o.kind {
 	case opOpen:
-		r.session, r.err = s.g.up.Open(octx, t.opts, s.deliverer(sess))
+		r.gen = t.gen
+		r.session, r.err = s.g.up.Open(octx, t.opts, s.deliverer(sess, t.gen))
 	case opClose:
 		if up != nil {
 			if o.hasWill {
@@ -218,6 +226,16 @@ func (s *shard) openDone(now time.Time, sess *session, r opResult) {
 		}
 		return
 	}
+	if r.gen != sess.upGen {
+		// A clean CONNECT reset the session while this one was opening:
+		// it belongs to the old session. Open a fresh one if still wanted.
+		s.enqueue(sess, op{kind: opClose, up: r.session})
+		if sess.phase == phaseOpening {
+			sess.opening = true
+			s.enqueue(sess, op{kind: opOpen})
+		}
+		return
+	}
 	if sess.up != nil || (sess.phase != phaseOpening && sess.state != sleepmgr.Active &&
 		sess.state != sleepmgr.Asleep && sess.state != sleepmgr.Awake) {
 		// The node went away (or another open won) while connecting.
@@ -279,8 +297,7 @@ func (s *shard) closeUpstream(sess *session, will *Message) {
 // deliverer returns the callback through which the upstream session hands
 // the node its messages. It blocks until the shard took the message, so
 // the broker's message is acknowledged only once it is queued for the node.
-func (s *shard) deliverer(sess *session) func(Message) {
-	gen := sess.upGen
+func (s *shard) deliverer(sess *session, gen uint64) func(Message) {
 	return func(m Message) {
 		s.post(s.ctx, func(now time.Time) { s.onDeliver(now, sess, gen, m) })
 	}
