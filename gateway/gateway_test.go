@@ -326,3 +326,39 @@ func TestCleanConnectWhileOpening(t *testing.T) {
 		}
 	})
 }
+
+// The gateway-wide byte budget bounds what all sleeping nodes hold
+// together; what does not fit is dropped and counted by reason.
+func TestBufferBudgetSharedByNodes(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := newRig(t, Config{MaxBufferedBytes: 1000})
+		nodes := []*net.UDPAddr{nodeA, {IP: net.IPv4(10, 0, 0, 2), Port: 5000}}
+		for i, a := range nodes {
+			id := string(rune('a' + i))
+			r.send(a, &sn.Connect{CleanSession: true, Duration: 60, ClientID: id})
+			r.expect(&sn.Connack{})
+			r.send(a, &sn.Subscribe{QoS: sn.QoS1, MsgID: 1, TopicName: "t"})
+			r.next()
+			r.send(a, &sn.Disconnect{Duration: 600, HasDuration: true})
+			r.expect(&sn.Disconnect{})
+		}
+		for range 10 {
+			for i := range nodes {
+				r.up.session(string(rune('a'+i))).deliver(Message{Topic: "t", Payload: make([]byte, 100), QoS: 1})
+			}
+		}
+		synctest.Wait()
+		st := r.g.Stats()
+		if st.BufferDroppedBudget.Load() == 0 || st.BufferDropped.Load() != st.BufferDroppedBudget.Load() {
+			t.Fatalf("dropped %d, by budget %d", st.BufferDropped.Load(), st.BufferDroppedBudget.Load())
+		}
+		cs, _ := r.g.Clients(context.Background())
+		var held int64
+		for _, c := range cs {
+			held += c.BufferedBytes
+		}
+		if held > 1000 {
+			t.Fatalf("nodes hold %d bytes, budget 1000", held)
+		}
+	})
+}
