@@ -83,6 +83,7 @@ func (s *session) connect(ctx context.Context, cleanStart bool) (*paho.Client, *
 
 	conn, err := s.up.dial(ctx)
 	if err != nil {
+		s.up.counters.connectFailures.Add(1)
 		return nil, nil, fmt.Errorf("upstream: dial %s: %w", s.up.ep.hostPort, err)
 	}
 
@@ -133,6 +134,7 @@ func (s *session) connect(ctx context.Context, cleanStart bool) (*paho.Client, *
 
 	ca, err := cli.Connect(ctx, cp)
 	if err != nil {
+		s.up.counters.connectFailures.Add(1)
 		if ca != nil && ca.ReasonCode >= 0x80 {
 			rc := &ReasonCodeError{Packet: "CONNACK", Code: ca.ReasonCode}
 			if ca.Properties != nil {
@@ -142,6 +144,7 @@ func (s *session) connect(ctx context.Context, cleanStart bool) (*paho.Client, *
 		}
 		return nil, nil, fmt.Errorf("upstream: connect %s: %w", s.up.ep.hostPort, err)
 	}
+	s.up.counters.connects.Add(1)
 	s.log.Debug("upstream connected", zap.Bool("clean_start", cleanStart), zap.Bool("session_present", ca.SessionPresent))
 	return cli, ca, nil
 }
@@ -167,6 +170,9 @@ func (s *session) install(cli *paho.Client) bool {
 // setCurLocked installs cli with a fresh connection context, and a fresh
 // epoch if the previous one ended.
 func (s *session) setCurLocked(cli *paho.Client) {
+	if s.cur == nil {
+		s.up.counters.connected.Add(1)
+	}
 	s.cur = cli
 	s.connCtx, s.endConn = context.WithCancelCause(context.Background())
 	if s.epochCtx == nil || s.epochCtx.Err() != nil {
@@ -183,6 +189,8 @@ func (s *session) lost(cli *paho.Client, err error) {
 		return // not the current connection, or Close took it
 	}
 	s.cur = nil
+	s.up.counters.connected.Add(-1)
+	s.up.counters.lost.Add(1)
 	s.endConn(ErrConnectionLost)
 	if secondsU32(s.opts.SessionExpiry) == 0 {
 		s.endEpoch(ErrConnectionLost) // paho's state dropped everything
@@ -217,6 +225,7 @@ func (s *session) reconnectLoop(ctx context.Context, cancel context.CancelFunc) 
 
 		err := s.reconnectOnce(ctx)
 		if err == nil {
+			s.up.counters.reconnects.Add(1)
 			s.log.Info("upstream reconnected", zap.Int("attempts", attempt))
 			return
 		}
@@ -462,6 +471,9 @@ func (s *session) Close(ctx context.Context) error {
 		s.closing = true
 		cli, abort := s.cur, s.abort
 		s.cur, s.abort = nil, nil
+		if cli != nil {
+			s.up.counters.connected.Add(-1)
+		}
 		if s.endConn != nil {
 			s.endConn(ErrClosed)
 			s.endEpoch(ErrClosed)

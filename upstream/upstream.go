@@ -56,9 +56,10 @@ func (e *ReasonCodeError) Error() string {
 // Upstream opens MQTT v5 sessions on one broker. It is safe for concurrent
 // use.
 type Upstream struct {
-	cfg Config
-	ep  endpoint
-	log *zap.Logger
+	cfg      Config
+	ep       endpoint
+	log      *zap.Logger
+	counters counters
 }
 
 var _ gateway.Upstream = (*Upstream)(nil)

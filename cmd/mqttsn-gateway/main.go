@@ -19,6 +19,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/mqttsn-gateway/mqttsn-gateway/admin"
 	"github.com/mqttsn-gateway/mqttsn-gateway/broker"
 	"github.com/mqttsn-gateway/mqttsn-gateway/gateway"
 	"github.com/mqttsn-gateway/mqttsn-gateway/internal/config"
@@ -61,6 +62,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		embedded    = fs.String("embedded-broker", "", "`address` of the embedded broker when no broker URL is set (embedded_broker.listen; default 127.0.0.1:1883)")
 		logLevel    = fs.String("log-level", "", "log `level`: debug, info, warn or error (log.level; default info)")
 		logFormat   = fs.String("log-format", "", "log `format`: json or console (log.format; default json, console on a terminal)")
+		adminListen = fs.String("admin", "", "admin HTTP `address` for /metrics, /readyz and the status page, e.g. 127.0.0.1:9184 (admin.listen; default off)")
 		showVersion = fs.Bool("version", false, "print the version and exit")
 	)
 	if err := fs.Parse(args); err != nil {
@@ -110,11 +112,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if *logFormat != "" {
 		cfg.Log.Format = *logFormat
 	}
+	if *adminListen != "" {
+		cfg.Admin.Listen = *adminListen
+	}
 	if err := cfg.Check(); err != nil {
 		fmt.Fprintln(stderr, "mqttsn-gateway:", err)
 		return 1
 	}
-	log, err := newLogger(cfg.Log.Level, cfg.Log.Format, stderr)
+	log, lvl, err := newLogger(cfg.Log.Level, cfg.Log.Format, stderr)
 	if err != nil {
 		fmt.Fprintln(stderr, "mqttsn-gateway:", err)
 		return 1
@@ -123,15 +128,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := serve(ctx, cfg, log); err != nil {
+	if err := serve(ctx, cfg, log, lvl); err != nil {
 		log.Error("gateway stopped", zap.Error(err))
 		return 1
 	}
 	return 0
 }
 
-// serve wires the parts together and runs until ctx ends.
-func serve(ctx context.Context, cfg *config.File, log *zap.Logger) error {
+// serve wires the parts together and runs until ctx ends. lvl is the
+// logger's level, which the admin listener can change.
+func serve(ctx context.Context, cfg *config.File, log *zap.Logger, lvl zap.AtomicLevel) error {
 	ucfg := cfg.Upstream()
 	if ucfg.URL == "" {
 		b, err := broker.Start(cfg.EmbeddedBroker.Listen, log.Named("broker"))
@@ -150,6 +156,14 @@ func serve(ctx context.Context, cfg *config.File, log *zap.Logger) error {
 	g, err := gateway.New(cfg.Gateway(), gateway.WithLogger(log.Named("gateway")), gateway.WithUpstream(up))
 	if err != nil {
 		return err
+	}
+	if cfg.Admin.Listen != "" {
+		stopAdmin, err := startAdmin(cfg.Admin.Listen, g, up, &lvl, log.Named("admin"))
+		if err != nil {
+			_ = g.Shutdown(context.Background())
+			return err
+		}
+		defer stopAdmin()
 	}
 	log.Info("mqttsn-gateway starting", zap.String("version", version), zap.Strings("udp", cfg.Listen.UDP), zap.String("broker", ucfg.URL))
 	errc := make(chan error, 1)
@@ -183,15 +197,46 @@ wait:
 	return nil
 }
 
+// startAdmin starts the admin HTTP listener; stop shuts it down and waits
+// for it.
+func startAdmin(addr string, g *gateway.Gateway, up *upstream.Upstream, lvl *zap.AtomicLevel, log *zap.Logger) (stop func(), err error) {
+	srv, err := admin.New(admin.Config{
+		Listen:      addr,
+		Level:       lvl,
+		BrokerCheck: up.Ping,
+		Upstream:    func() admin.UpstreamStats { return admin.UpstreamStats(up.Stats()) },
+	}, g, log)
+	if err != nil {
+		return nil, err
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := srv.Serve(); err != nil {
+			log.Error("admin listener stopped", zap.Error(err))
+		}
+	}()
+	log.Info("admin listener: status page, /metrics, /healthz, /readyz, /api/clients, /loglevel",
+		zap.String("url", "http://"+srv.Addr().String()+"/"))
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		if err := srv.Shutdown(ctx); err != nil {
+			log.Warn("admin listener shutdown", zap.Error(err))
+		}
+		<-done
+	}, nil
+}
+
 // reload re-reads what can change without a restart (SIGHUP).
 func reload(log *zap.Logger) {
 	log.Info("SIGHUP: nothing to reload")
 }
 
-func newLogger(level, format string, w io.Writer) (*zap.Logger, error) {
+func newLogger(level, format string, w io.Writer) (*zap.Logger, zap.AtomicLevel, error) {
 	lvl, err := zap.ParseAtomicLevel(level)
 	if err != nil {
-		return nil, fmt.Errorf("log.level: %w", err)
+		return nil, lvl, fmt.Errorf("log.level: %w", err)
 	}
 	if format == "" {
 		format = "json"
@@ -211,7 +256,7 @@ func newLogger(level, format string, w io.Writer) (*zap.Logger, error) {
 		enc = zapcore.NewJSONEncoder(encCfg)
 	}
 	core := zapcore.NewCore(enc, zapcore.AddSync(w), lvl)
-	return zap.New(core), nil
+	return zap.New(core), lvl, nil
 }
 
 // watchCommand is a mosquitto_sub command that shows the embedded broker's

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"strings"
 	"time"
@@ -69,11 +70,17 @@ type File struct {
 		MaxPacketSize     int `yaml:"max_packet_size"`
 		Shards            int `yaml:"shards"`
 		InboxSize         int `yaml:"inbox_size"`
+		UpstreamWorkers   int `yaml:"upstream_workers"`
 	} `yaml:"limits"`
 	Log struct {
 		Level  string `yaml:"level"`
 		Format string `yaml:"format"`
 	} `yaml:"log"`
+	Admin struct {
+		// Listen is the admin HTTP listener's address (metrics, health,
+		// status page); empty: no admin listener.
+		Listen string `yaml:"listen"`
+	} `yaml:"admin"`
 }
 
 // Defaults of the command (the library's own defaults fill the rest).
@@ -215,6 +222,11 @@ func (c *File) Check() error {
 	default:
 		return fmt.Errorf("log.format: %q: use json or console", c.Log.Format)
 	}
+	if a := c.Admin.Listen; a != "" {
+		if _, port, err := net.SplitHostPort(a); err != nil || port == "" {
+			return fmt.Errorf("admin.listen: %q is not host:port: use e.g. 127.0.0.1:9184 (empty: off)", a)
+		}
+	}
 	if c.GatewayID == 0 {
 		return errors.New("gateway_id: must be between 1 and 255")
 	}
@@ -260,6 +272,7 @@ func (c *File) Gateway() gateway.Config {
 		MaxPacketSize:      c.Limits.MaxPacketSize,
 		Shards:             c.Limits.Shards,
 		InboxSize:          c.Limits.InboxSize,
+		UpstreamWorkers:    c.Limits.UpstreamWorkers,
 		SessionExpiry:      c.Broker.SessionExpiry,
 		Listen:             c.Listen.UDP,
 		AdvertiseInterval:  c.Discovery.AdvertiseInterval,

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"net"
 	"os"
 	"reflect"
 	"strings"
@@ -63,6 +64,8 @@ qos_minus_one: false
 sleep:
   max_buffered: 50
   max_buffered_bytes: 1048576
+admin:
+  listen: "127.0.0.1:9184"
 `))
 	if err != nil {
 		t.Fatal(err)
@@ -76,6 +79,12 @@ sleep:
 	u := c.Upstream()
 	if u.URL != "mqtt://127.0.0.1:1883" || u.Username != "u" || u.Password != "p" {
 		t.Errorf("upstream config %+v", u)
+	}
+	if c.Admin.Listen != "127.0.0.1:9184" {
+		t.Errorf("admin.listen %q", c.Admin.Listen)
+	}
+	if Default().Admin.Listen != "" {
+		t.Error("the admin listener is on by default")
 	}
 	one, err := Parse(strings.NewReader("listen:\n  udp: \"127.0.0.1:1999\"\n"))
 	if err != nil || !reflect.DeepEqual([]string(one.Listen.UDP), []string{"127.0.0.1:1999"}) {
@@ -99,6 +108,8 @@ func TestErrorsNameTheKey(t *testing.T) {
 		{"log:\n  level: loud\n", "log.level"},
 		{"sleep:\n  max_buffered: -5\n", "sleep.max_buffered"},
 		{"listen:\n  dtls: \"0.0.0.0:1885\"\n", "listen.dtls"},
+		{"admin:\n  listen: \"9184\"\n", "admin.listen"},
+		{"admin:\n  lisen: \"127.0.0.1:9184\"\n", "admin.lisen"},
 	} {
 		_, err := Parse(strings.NewReader(c.yaml))
 		if err == nil || !strings.Contains(err.Error(), c.want) {
@@ -114,5 +125,21 @@ func TestEmptyFileIsDefault(t *testing.T) {
 	}
 	if !reflect.DeepEqual(c, Default()) {
 		t.Errorf("%+v", c)
+	}
+}
+
+// The admin listener has no authentication: an example that turns it on
+// binds it to loopback.
+func TestExampleAdminOnLoopback(t *testing.T) {
+	c, err := Load("../../examples/gateway.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Admin.Listen == "" {
+		return
+	}
+	host, _, err := net.SplitHostPort(c.Admin.Listen)
+	if ip := net.ParseIP(host); err != nil || (host != "localhost" && (ip == nil || !ip.IsLoopback())) {
+		t.Errorf("examples/gateway.yaml: admin.listen %q is not a loopback address", c.Admin.Listen)
 	}
 }

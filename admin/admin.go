@@ -1,0 +1,251 @@
+// Package admin is the gateway's HTTP admin listener: Prometheus metrics,
+// health and readiness probes, a JSON view of the nodes, a read-only status
+// page and, when given the logger's level, run-time log-level changes.
+//
+// It reads the gateway through the small Source interface, which
+// *gateway.Gateway satisfies. Metrics are read from the gateway's atomic
+// counters when Prometheus scrapes, so serving them costs the datagram path
+// nothing. The listener has no authentication: bind it to loopback or a
+// management network.
+package admin
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.uber.org/zap"
+
+	"github.com/mqttsn-gateway/mqttsn-gateway/gateway"
+)
+
+// Source is what the admin listener reads. *gateway.Gateway satisfies it.
+type Source interface {
+	Stats() *gateway.Stats
+	Clients(ctx context.Context) ([]gateway.ClientInfo, error)
+	Client(ctx context.Context, clientID string) (gateway.ClientInfo, bool, error)
+	Ready() <-chan struct{}
+}
+
+var _ Source = (*gateway.Gateway)(nil)
+
+// UpstreamStats are the broker connections' counters (upstream.Stats
+// converts directly).
+type UpstreamStats struct {
+	Connected       int64  // sessions whose broker connection is up
+	Connects        uint64 // successful CONNECT/CONNACK exchanges
+	ConnectFailures uint64 // failed connection attempts
+	Reconnects      uint64 // sessions reconnected after a loss
+	Lost            uint64 // connections lost or closed by the broker
+}
+
+// DTLSStats are a DTLS listener's handshake counters.
+type DTLSStats struct {
+	HandshakesOK        uint64
+	HandshakesFailed    uint64 // timeout, bad key, bad certificate...
+	HandshakesRefused   uint64 // too many handshakes in progress
+	HandshakesDisplaced uint64 // unverified handshakes closed to make room
+	Handshaking         int64  // gauge: handshakes in progress
+	Established         int64  // gauge: established connections
+}
+
+// Config configures the admin listener. Only Listen is required.
+type Config struct {
+	// Listen is the TCP address to serve on, e.g. 127.0.0.1:9184.
+	Listen string
+	// Level, if set, is served at /loglevel: GET shows it, PUT changes it
+	// ({"level":"debug"}).
+	Level *zap.AtomicLevel
+	// BrokerCheck, if set, must succeed for /readyz to report ready (for
+	// example upstream.(*Upstream).Ping).
+	BrokerCheck func(ctx context.Context) error
+	// Upstream, if set, reports the broker connections' counters.
+	Upstream func() UpstreamStats
+	// DTLS, if set, reports the DTLS listener's handshake counters.
+	DTLS func() DTLSStats
+	// CheckTimeout bounds BrokerCheck and the node snapshots taken for a
+	// request or a scrape (default 5s).
+	CheckTimeout time.Duration
+}
+
+// DefaultCheckTimeout is Config.CheckTimeout's default.
+const DefaultCheckTimeout = 5 * time.Second
+
+// Server is the admin HTTP listener.
+type Server struct {
+	cfg  Config
+	src  Source
+	log  *zap.Logger
+	ln   net.Listener
+	srv  *http.Server
+	page *pageRenderer
+}
+
+// New validates cfg, binds cfg.Listen and builds the handlers. Call Serve
+// to start answering. A nil log means no logging.
+func New(cfg Config, src Source, log *zap.Logger) (*Server, error) {
+	if cfg.Listen == "" {
+		return nil, errors.New("admin.listen: empty")
+	}
+	if src == nil {
+		return nil, errors.New("admin: no source")
+	}
+	if cfg.CheckTimeout <= 0 {
+		cfg.CheckTimeout = DefaultCheckTimeout
+	}
+	if log == nil {
+		log = zap.NewNop()
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("admin.listen %q: %w", cfg.Listen, err)
+	}
+	s := &Server{cfg: cfg, src: src, log: log, ln: ln, page: newPageRenderer()}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		newCollector(src, cfg, log),
+	)
+
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{
+		ErrorLog:      zap.NewStdLog(log),
+		ErrorHandling: promhttp.ContinueOnError,
+	}))
+	mux.HandleFunc("GET /healthz", s.healthz)
+	mux.HandleFunc("GET /readyz", s.readyz)
+	mux.HandleFunc("GET /api/clients", s.clients)
+	mux.HandleFunc("GET /api/clients/{id...}", s.client)
+	mux.HandleFunc("GET /{$}", s.status)
+	if cfg.Level != nil {
+		mux.Handle("/loglevel", http.MaxBytesHandler(cfg.Level, 1<<10))
+	}
+	s.srv = &http.Server{
+		Handler:           securityHeaders(mux),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       60 * time.Second,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          zap.NewStdLog(log),
+	}
+	return s, nil
+}
+
+// Addr returns the address the listener is bound to.
+func (s *Server) Addr() net.Addr { return s.ln.Addr() }
+
+// Serve answers requests until Shutdown. It returns nil after Shutdown.
+func (s *Server) Serve() error {
+	s.log.Info("admin listener serving", zap.Stringer("addr", s.ln.Addr()))
+	if err := s.srv.Serve(s.ln); !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("admin: %w", err)
+	}
+	return nil
+}
+
+// Shutdown stops the listener and waits for requests in progress until ctx
+// ends. It is safe to call before Serve and more than once.
+func (s *Server) Shutdown(ctx context.Context) error {
+	err := s.srv.Shutdown(ctx)
+	_ = s.ln.Close() // Serve may never have been called
+	return err
+}
+
+// securityHeaders keeps browsers from sniffing, framing or running scripts
+// in anything served here (ClientIds are chosen by the nodes).
+func securityHeaders(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hd := w.Header()
+		hd.Set("X-Content-Type-Options", "nosniff")
+		hd.Set("X-Frame-Options", "DENY")
+		hd.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'")
+		hd.Set("Cache-Control", "no-store")
+		h.ServeHTTP(w, r)
+	})
+}
+
+func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	_, _ = w.Write([]byte("ok\n"))
+}
+
+// readyz reports ready when the gateway reads its transports and, if a
+// BrokerCheck is set, the broker answers.
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	if err := s.ready(r.Context()); err != nil {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = fmt.Fprintf(w, "not ready: %v\n", err)
+		return
+	}
+	_, _ = w.Write([]byte("ok\n"))
+}
+
+func (s *Server) ready(ctx context.Context) error {
+	select {
+	case <-s.src.Ready():
+	default:
+		return errors.New("gateway listeners not serving yet")
+	}
+	if s.cfg.BrokerCheck == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.CheckTimeout)
+	defer cancel()
+	if err := s.cfg.BrokerCheck(ctx); err != nil {
+		return fmt.Errorf("broker: %w", err)
+	}
+	return nil
+}
+
+func (s *Server) clients(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.CheckTimeout)
+	defer cancel()
+	cs, err := s.src.Clients(ctx)
+	if err != nil {
+		httpError(w, http.StatusServiceUnavailable, err)
+		return
+	}
+	if cs == nil {
+		cs = []gateway.ClientInfo{}
+	}
+	writeJSON(w, cs)
+}
+
+func (s *Server) client(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.CheckTimeout)
+	defer cancel()
+	id := r.PathValue("id")
+	c, ok, err := s.src.Client(ctx, id)
+	switch {
+	case err != nil:
+		httpError(w, http.StatusServiceUnavailable, err)
+	case !ok:
+		httpError(w, http.StatusNotFound, fmt.Errorf("no client %q", id))
+	default:
+		writeJSON(w, c)
+	}
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+func httpError(w http.ResponseWriter, code int, err error) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(map[string]string{"error": err.Error()})
+}

@@ -1,0 +1,255 @@
+package admin
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/mqttsn-gateway/mqttsn-gateway/gateway"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// fakeSource is a gateway seen through Source.
+type fakeSource struct {
+	stats gateway.Stats
+	ready chan struct{}
+
+	mu      sync.Mutex
+	clients []gateway.ClientInfo
+	err     error
+}
+
+func newFake() *fakeSource { return &fakeSource{ready: make(chan struct{})} }
+
+func (f *fakeSource) Stats() *gateway.Stats       { return &f.stats }
+func (f *fakeSource) Ready() <-chan struct{}      { return f.ready }
+func (f *fakeSource) setErr(err error)            { f.mu.Lock(); f.err = err; f.mu.Unlock() }
+func (f *fakeSource) set(c ...gateway.ClientInfo) { f.mu.Lock(); f.clients = c; f.mu.Unlock() }
+
+func (f *fakeSource) Clients(context.Context) ([]gateway.ClientInfo, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.err != nil {
+		return nil, f.err
+	}
+	return append([]gateway.ClientInfo(nil), f.clients...), nil
+}
+
+func (f *fakeSource) Client(_ context.Context, id string) (gateway.ClientInfo, bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.err != nil {
+		return gateway.ClientInfo{}, false, f.err
+	}
+	for _, c := range f.clients {
+		if c.ClientID == id {
+			return c, true, nil
+		}
+	}
+	return gateway.ClientInfo{}, false, nil
+}
+
+// start runs an admin server on 127.0.0.1:0 until the test ends and
+// returns its base URL.
+func start(t *testing.T, cfg Config, src Source) (*Server, string) {
+	t.Helper()
+	cfg.Listen = "127.0.0.1:0"
+	s, err := New(cfg, src, zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.Serve() }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := s.Shutdown(ctx); err != nil {
+			t.Errorf("Shutdown: %v", err)
+		}
+		if err := <-done; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	})
+	return s, "http://" + s.Addr().String()
+}
+
+// get fetches url and returns the status code and body.
+func get(t *testing.T, u string) (int, string) {
+	t.Helper()
+	return do(t, http.MethodGet, u, "")
+}
+
+func do(t *testing.T, method, u, body string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, u, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, u, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, string(b)
+}
+
+func TestHealthAndReadiness(t *testing.T) {
+	src := newFake()
+	var brokerErr error
+	var mu sync.Mutex
+	_, base := start(t, Config{BrokerCheck: func(ctx context.Context) error {
+		mu.Lock()
+		defer mu.Unlock()
+		return brokerErr
+	}}, src)
+
+	if code, body := get(t, base+"/healthz"); code != 200 || body != "ok\n" {
+		t.Errorf("/healthz: %d %q", code, body)
+	}
+	if code, body := get(t, base+"/readyz"); code != 503 || !strings.Contains(body, "not serving") {
+		t.Errorf("/readyz before Ready: %d %q", code, body)
+	}
+	close(src.ready)
+	if code, body := get(t, base+"/readyz"); code != 200 {
+		t.Errorf("/readyz when ready: %d %q", code, body)
+	}
+	mu.Lock()
+	brokerErr = errors.New("connection refused")
+	mu.Unlock()
+	if code, body := get(t, base+"/readyz"); code != 503 || !strings.Contains(body, "broker: connection refused") {
+		t.Errorf("/readyz with the broker down: %d %q", code, body)
+	}
+}
+
+func TestAPIClients(t *testing.T) {
+	src := newFake()
+	close(src.ready)
+	_, base := start(t, Config{}, src)
+
+	if code, body := get(t, base+"/api/clients"); code != 200 || strings.TrimSpace(body) != "[]" {
+		t.Errorf("no nodes: %d %q", code, body)
+	}
+	odd := "a/b c?<é>"
+	src.set(
+		gateway.ClientInfo{ClientID: "n1", State: "active", Addr: "127.0.0.1:5000", Transport: "udp",
+			Traffic: gateway.Traffic{DatagramsIn: 7, Uplinked: [4]uint64{0, 0, 3, 0}}},
+		gateway.ClientInfo{ClientID: odd, State: "asleep"},
+	)
+	code, body := get(t, base+"/api/clients")
+	var list []gateway.ClientInfo
+	if err := json.Unmarshal([]byte(body), &list); code != 200 || err != nil || len(list) != 2 {
+		t.Fatalf("list: %d %v %q", code, err, body)
+	}
+	if list[0].ClientID != "n1" || list[0].Traffic.DatagramsIn != 7 || list[0].Traffic.Uplinked[2] != 3 {
+		t.Errorf("list[0] %+v", list[0])
+	}
+
+	code, body = get(t, base+"/api/clients/"+url.PathEscape(odd))
+	var one gateway.ClientInfo
+	if err := json.Unmarshal([]byte(body), &one); code != 200 || err != nil || one.ClientID != odd || one.State != "asleep" {
+		t.Errorf("one: %d %v %q", code, err, body)
+	}
+	if code, body := get(t, base+"/api/clients/nobody"); code != 404 || !strings.Contains(body, "nobody") {
+		t.Errorf("unknown: %d %q", code, body)
+	}
+
+	src.setErr(gateway.ErrNotServing)
+	if code, _ := get(t, base+"/api/clients"); code != 503 {
+		t.Errorf("not serving: %d", code)
+	}
+	if code, _ := get(t, base+"/api/clients/n1"); code != 503 {
+		t.Errorf("not serving: %d", code)
+	}
+	if code, _ := do(t, http.MethodPost, base+"/api/clients", ""); code != 405 {
+		t.Errorf("POST: %d", code)
+	}
+}
+
+// The status page escapes what nodes choose, and shows datagrams per
+// delivered message.
+func TestStatusPage(t *testing.T) {
+	src := newFake()
+	close(src.ready)
+	_, base := start(t, Config{}, src)
+	evil := `<script>alert("x")</script>`
+	src.set(gateway.ClientInfo{ClientID: evil, State: "active", Addr: "[::1]:1", Transport: "udp", Buffered: 3,
+		Traffic: gateway.Traffic{
+			Delivered: [4]uint64{0, 0, 2, 0}, DownlinkDatagrams: [4]uint64{0, 0, 5, 0},
+			Uplinked: [4]uint64{0, 4, 0, 0}, UplinkDatagrams: [4]uint64{0, 4, 0, 0},
+		}})
+	code, body := get(t, base+"/")
+	if code != 200 {
+		t.Fatalf("%d %s", code, body)
+	}
+	if strings.Contains(body, "<script>") {
+		t.Error("ClientId not escaped")
+	}
+	for _, want := range []string{"&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;", "2.50 (2)", "1.00 (4)", "1 nodes", "1 active", "buffered 3 messages"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("page lacks %q:\n%s", want, body)
+		}
+	}
+	if code, _ := get(t, base+"/nothing-here"); code != 404 {
+		t.Errorf("unknown path: %d", code)
+	}
+
+	src.setErr(gateway.ErrNotServing)
+	if code, body := get(t, base+"/"); code != 200 || !strings.Contains(body, "not serving") {
+		t.Errorf("not serving: %d %s", code, body)
+	}
+}
+
+func TestLogLevel(t *testing.T) {
+	src := newFake()
+	lvl := zap.NewAtomicLevelAt(zap.InfoLevel)
+	_, base := start(t, Config{Level: &lvl}, src)
+	if code, body := get(t, base+"/loglevel"); code != 200 || !strings.Contains(body, `"info"`) {
+		t.Errorf("GET: %d %q", code, body)
+	}
+	if code, body := do(t, http.MethodPut, base+"/loglevel", `{"level":"debug"}`); code != 200 || lvl.Level() != zap.DebugLevel {
+		t.Errorf("PUT: %d %q, level %v", code, body, lvl.Level())
+	}
+	if code, _ := do(t, http.MethodPut, base+"/loglevel", `{"level":"loud"}`); code != 400 || lvl.Level() != zap.DebugLevel {
+		t.Errorf("bad PUT: %d, level %v", code, lvl.Level())
+	}
+
+	_, other := start(t, Config{}, src)
+	if code, _ := get(t, other+"/loglevel"); code != 404 {
+		t.Errorf("without Level: %d", code)
+	}
+}
+
+func TestNewErrors(t *testing.T) {
+	if _, err := New(Config{}, newFake(), nil); err == nil || !strings.Contains(err.Error(), "admin.listen") {
+		t.Errorf("empty listen: %v", err)
+	}
+	if _, err := New(Config{Listen: "nohost"}, newFake(), nil); err == nil || !strings.Contains(err.Error(), "admin.listen") {
+		t.Errorf("bad listen: %v", err)
+	}
+	s, err := New(Config{Listen: "127.0.0.1:0"}, newFake(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Shutdown before Serve releases the port; twice is fine.
+	for range 2 {
+		if err := s.Shutdown(context.Background()); err != nil {
+			t.Errorf("Shutdown: %v", err)
+		}
+	}
+}
