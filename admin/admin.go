@@ -30,6 +30,7 @@ import (
 type Source interface {
 	Stats() *gateway.Stats
 	Clients(ctx context.Context) ([]gateway.ClientInfo, error)
+	Census(ctx context.Context) (gateway.Census, error)
 	Client(ctx context.Context, clientID string) (gateway.ClientInfo, bool, error)
 	Ready() <-chan struct{}
 }

@@ -47,6 +47,23 @@ func (f *fakeSource) Clients(context.Context) ([]gateway.ClientInfo, error) {
 	return append([]gateway.ClientInfo(nil), f.clients...), nil
 }
 
+func (f *fakeSource) Census(ctx context.Context) (gateway.Census, error) {
+	cs, err := f.Clients(ctx)
+	if err != nil {
+		return gateway.Census{}, err
+	}
+	c := gateway.Census{ByState: map[string]int{}}
+	for _, ci := range cs {
+		c.ByState[ci.State]++
+		c.Buffered += ci.Buffered
+		c.BufferedBytes += ci.BufferedBytes
+		if ci.InFlight {
+			c.InFlight++
+		}
+	}
+	return c, nil
+}
+
 func (f *fakeSource) Client(_ context.Context, id string) (gateway.ClientInfo, bool, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()

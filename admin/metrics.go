@@ -214,36 +214,22 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-// collectNodes reports the node gauges from a snapshot of every node. When
-// the snapshot fails (the gateway is not serving), they are left out.
+// collectNodes reports the node gauges from a census of every node. When
+// it fails (the gateway is not serving), they are left out.
 func (c *collector) collectNodes(gauge func(*prometheus.Desc, float64, ...string)) {
 	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
 	defer cancel()
-	cs, err := c.src.Clients(ctx)
+	cn, err := c.src.Census(ctx)
 	if err != nil {
-		c.log.Debug("admin: node snapshot for metrics failed", zap.Error(err))
+		c.log.Debug("admin: node census for metrics failed", zap.Error(err))
 		return
 	}
-	byState := make(map[string]int, len(nodeStates))
 	for _, s := range nodeStates {
-		byState[s] = 0
+		gauge(c.nodes, float64(cn.ByState[s]), s)
 	}
-	var msgs, inflight int
-	var bytes int64
-	for i := range cs {
-		byState[cs[i].State]++
-		msgs += cs[i].Buffered
-		bytes += cs[i].BufferedBytes
-		if cs[i].InFlight {
-			inflight++
-		}
-	}
-	for s, n := range byState {
-		gauge(c.nodes, float64(n), s)
-	}
-	gauge(c.bufMsgs, float64(msgs))
-	gauge(c.bufBytes, float64(bytes))
-	gauge(c.inflight, float64(inflight))
+	gauge(c.bufMsgs, float64(cn.Buffered))
+	gauge(c.bufBytes, float64(cn.BufferedBytes))
+	gauge(c.inflight, float64(cn.InFlight))
 }
 
 // sub is a - b, or 0 if b > a (counters read one after the other).

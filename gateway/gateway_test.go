@@ -291,6 +291,10 @@ func TestClientsSnapshotAndTraffic(t *testing.T) {
 		if got := r.g.Stats().Connects.Load(); got != 1 {
 			t.Fatalf("connects %d", got)
 		}
+		cn, err := r.g.Census(context.Background())
+		if err != nil || cn.ByState["active"] != 1 || cn.Buffered != 0 || cn.InFlight != 0 {
+			t.Fatalf("census %+v %v", cn, err)
+		}
 	})
 }
 
@@ -344,7 +348,7 @@ func TestBufferBudgetSharedByNodes(t *testing.T) {
 		}
 		for range 10 {
 			for i := range nodes {
-				r.up.session(string(rune('a'+i))).deliver(Message{Topic: "t", Payload: make([]byte, 100), QoS: 1})
+				r.up.session(string(rune('a' + i))).deliver(Message{Topic: "t", Payload: make([]byte, 100), QoS: 1})
 			}
 		}
 		synctest.Wait()

@@ -72,7 +72,7 @@ var ErrNotServing = errors.New("gateway: not serving")
 func (g *Gateway) Clients(ctx context.Context) ([]ClientInfo, error) {
 	var out []ClientInfo
 	for _, s := range g.shards {
-		part, err := s.query(ctx, func(now time.Time) []ClientInfo {
+		part, err := query(ctx, s, func() []ClientInfo {
 			r := make([]ClientInfo, 0, len(s.sessions))
 			for _, sess := range s.sessions {
 				r = append(r, s.info(sess))
@@ -91,40 +91,83 @@ func (g *Gateway) Clients(ctx context.Context) ([]ClientInfo, error) {
 // Client returns one node's snapshot; ok is false if it is unknown.
 func (g *Gateway) Client(ctx context.Context, clientID string) (ClientInfo, bool, error) {
 	s := g.shards[g.shardFor(clientID)]
-	r, err := s.query(ctx, func(time.Time) []ClientInfo {
-		if sess := s.sessions[clientID]; sess != nil {
-			return []ClientInfo{s.info(sess)}
+	var found bool
+	ci, err := query(ctx, s, func() ClientInfo {
+		sess := s.sessions[clientID]
+		if sess == nil {
+			return ClientInfo{}
 		}
-		return nil
+		found = true
+		return s.info(sess)
 	})
-	if err != nil || len(r) == 0 {
-		return ClientInfo{}, false, err
+	return ci, found && err == nil, err
+}
+
+// Census counts the nodes by state and what is queued for them: what the
+// metrics need, without copying every node's details.
+type Census struct {
+	ByState       map[string]int
+	Buffered      int
+	BufferedBytes int64
+	InFlight      int
+}
+
+// Census takes a census of every shard.
+func (g *Gateway) Census(ctx context.Context) (Census, error) {
+	c := Census{ByState: map[string]int{}}
+	for _, s := range g.shards {
+		part, err := query(ctx, s, func() Census {
+			p := Census{ByState: map[string]int{}}
+			for _, sess := range s.sessions {
+				st := sess.state.String()
+				if sess.phase != phaseNone {
+					st = "connecting"
+				}
+				p.ByState[st]++
+				p.Buffered += sess.queue.Len()
+				p.BufferedBytes += sess.queue.Bytes()
+				if sess.inflight != nil {
+					p.InFlight++
+				}
+			}
+			return p
+		})
+		if err != nil {
+			return Census{}, err
+		}
+		for k, v := range part.ByState {
+			c.ByState[k] += v
+		}
+		c.Buffered += part.Buffered
+		c.BufferedBytes += part.BufferedBytes
+		c.InFlight += part.InFlight
 	}
-	return r[0], true, nil
+	return c, nil
 }
 
 // query runs fn on the shard's loop and returns its result.
-func (s *shard) query(ctx context.Context, fn func(time.Time) []ClientInfo) ([]ClientInfo, error) {
+func query[T any](ctx context.Context, s *shard, fn func() T) (T, error) {
+	var zero T
 	select {
 	case <-s.g.ready:
 	default:
-		return nil, ErrNotServing
+		return zero, ErrNotServing
 	}
-	res := make(chan []ClientInfo, 1)
+	res := make(chan T, 1)
 	select {
-	case s.events <- func(now time.Time) { res <- fn(now) }:
+	case s.events <- func(time.Time) { res <- fn() }:
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		return zero, ctx.Err()
 	case <-s.g.done:
-		return nil, ErrNotServing
+		return zero, ErrNotServing
 	}
 	select {
 	case r := <-res:
 		return r, nil
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		return zero, ctx.Err()
 	case <-s.g.done:
-		return nil, ErrNotServing
+		return zero, ErrNotServing
 	}
 }
 
