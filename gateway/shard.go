@@ -149,15 +149,33 @@ func (s *shard) handle(now time.Time, in inbound) {
 	s.schedule(sess)
 }
 
-// closeAll closes every upstream session (gateway shutdown). It runs after
-// the loop stopped, so it owns the sessions.
+// closeAll closes every upstream session (gateway shutdown): the current
+// ones, and those whose close was still queued. It runs after the loop and
+// the workers stopped, so it owns the sessions.
 func (s *shard) closeAll(ctx context.Context) {
+	closeOp := func(o op) {
+		if o.kind != opClose || o.up == nil {
+			return
+		}
+		if o.hasWill {
+			_ = o.up.Publish(ctx, o.msg) // the node was lost before shutdown
+		}
+		_ = o.up.Close(ctx)
+	}
 	for _, sess := range s.sessions {
+		for _, o := range sess.ops {
+			closeOp(o)
+		}
+		sess.ops = nil
 		if sess.up != nil {
 			_ = sess.up.Close(ctx)
 			sess.up = nil
 		}
 	}
+	for _, t := range s.backlog {
+		closeOp(t.o)
+	}
+	s.backlog = nil
 }
 
 // timerHeap orders sessions by deadline.

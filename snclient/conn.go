@@ -1,9 +1,11 @@
 // Package snclient is an MQTT-SN v1.2 client for Go: nodes, simulators,
 // tools and the gateway's own tests.
 //
-// Conn is the raw layer: it sends and receives whole MQTT-SN messages over
-// UDP and leaves every procedure to the caller, which is what a test that
-// asserts exact datagrams needs.
+// Client (DialClient, NewClient) runs the procedures of spec §6 for you:
+// connect with will, register, publish at QoS -1 to 2, subscribe, sleep
+// and wake, with retransmission (§6.13). Conn is the raw layer: it sends
+// and receives whole MQTT-SN messages over UDP and leaves every procedure
+// to the caller, which is what a test that asserts exact datagrams needs.
 package snclient
 
 import (
@@ -48,7 +50,8 @@ func (c *Conn) SendRaw(b []byte) error {
 	return err
 }
 
-// ErrTimeout is returned by Receive when nothing arrived in time.
+// ErrTimeout is returned by Conn.Receive when nothing arrived in time, and
+// by Client calls whose retransmissions were exhausted.
 var ErrTimeout = errors.New("snclient: timeout")
 
 // Receive waits up to timeout for one datagram and decodes it. The packet

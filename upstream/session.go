@@ -128,7 +128,11 @@ func (s *session) connect(ctx context.Context, cleanStart bool) (*paho.Client, *
 	if cfg.Password != "" {
 		cp.Password, cp.PasswordFlag = []byte(cfg.Password), true
 	}
-	if w := s.opts.Will; w != nil {
+	// An empty will message is legal in MQTT-SN and MQTT v5, but some
+	// brokers (mochi) refuse a CONNECT with an empty will payload. The
+	// gateway publishes a lost node's will itself, so such a will is
+	// simply not registered with the broker.
+	if w := s.opts.Will; w != nil && len(w.Payload) > 0 {
 		cp.WillMessage = &paho.WillMessage{Topic: w.Topic, Payload: w.Payload, QoS: w.QoS, Retain: w.Retain}
 	}
 

@@ -1,0 +1,254 @@
+// Command mqttsn-pub publishes messages to an MQTT-SN gateway from a
+// terminal, in the spirit of mosquitto_pub.
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/mqttsn-gateway/mqttsn-gateway/snclient"
+	"github.com/mqttsn-gateway/mqttsn-gateway/snpacket"
+)
+
+const usage = `mqttsn-pub: publish messages to an MQTT-SN v1.2 gateway, in the spirit of mosquitto_pub.
+
+Usage:
+  mqttsn-pub [-h host] [-p port] (-t topic | --topic-id id) (-m message | -s | -l | -n) [flags]
+
+Examples:
+  mqttsn-pub -t sensors/temp -m 21.5                 connect, register the topic, publish at QoS 0
+  mqttsn-pub -t sensors/temp -m 21.5 -q 2 -r         QoS 2, retained
+  mqttsn-pub -t ab -m hello -q -1                    QoS -1: no connection at all, short topic "ab"
+  mqttsn-pub --predefined 1=sensors/temp -t sensors/temp -m 21.5 -q -1
+  mqttsn-pub --topic-id 1 -m 21.5 -q -1              predefined topic id 1 (named on the gateway)
+  tail -f app.log | mqttsn-pub -t logs/app -l -q 1   one message per line
+  mqttsn-pub -t a/b -m up --will-topic a/status --will-payload down -k 30
+
+Topics: a two-character topic is sent as a short topic name, a name given
+with --predefined (or an id given with --topic-id) as a predefined topic id,
+and any other name is registered with the gateway first (REGISTER). QoS -1
+(spec §6.8) needs no connection and takes only short and predefined topics.
+
+Retransmission (spec §6.13): a request the gateway does not answer is sent
+again every --retry-interval, --retry-count times, then mqttsn-pub fails.
+
+Exit status: 0 when every message was sent (at QoS 1 and 2: acknowledged),
+1 when the gateway rejected a request or stopped answering, 2 on a usage
+error.
+
+Flags:
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// config is what the flags ask for.
+type config struct {
+	addr          string
+	opts          snclient.Options
+	topic         string
+	qos           snpacket.QoS
+	retain        bool
+	message       []byte
+	stdin, lines  bool
+	debug         bool
+	retryInterval time.Duration
+}
+
+// parse reads the flags; it returns a nil config and an exit code when
+// the command should stop (help, usage error).
+func parse(args []string, stderr io.Writer) (*config, int) {
+	fs := flag.NewFlagSet("mqttsn-pub", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, usage)
+		fs.PrintDefaults()
+	}
+	cfg := &config{retryInterval: snclient.DefaultRetryInterval}
+	predef := predefinedFlag{}
+	var (
+		host        = fs.String("h", "127.0.0.1", "gateway `host`")
+		port        = fs.Int("p", 1884, "gateway UDP `port`")
+		id          = fs.String("i", "", "client `id` (default mqttsn-pub- and random hex)")
+		topic       = fs.String("t", "", "`topic` to publish to")
+		topicID     = fs.Uint("topic-id", 0, "predefined topic `id` to publish to, instead of -t")
+		message     = fs.String("m", "", "`message` to publish")
+		null        = fs.Bool("n", false, "publish an empty message")
+		qos         = fs.Int("q", 0, "`qos`: -1, 0, 1 or 2")
+		willTopic   = fs.String("will-topic", "", "will `topic`, published by the gateway if the client is lost")
+		willPayload = fs.String("will-payload", "", "will `message`")
+		willQoS     = fs.Int("will-qos", 0, "will `qos`: 0, 1 or 2")
+		willRetain  = fs.Bool("will-retain", false, "retain the will")
+		keepAlive   = fs.Int("k", 60, "keep-alive in `seconds` (0: none)")
+		clean       = fs.Bool("clean", true, "clean session; --clean=false keeps the previous session's state")
+		retryCount  = fs.Int("retry-count", snclient.DefaultRetryCount, "Nretry: retransmissions before giving up")
+	)
+	fs.BoolVar(&cfg.stdin, "s", false, "publish all of standard input as one message")
+	fs.BoolVar(&cfg.lines, "l", false, "publish each line of standard input as a message (blank lines are skipped)")
+	fs.BoolVar(&cfg.retain, "r", false, "retain the message")
+	fs.BoolVar(&cfg.debug, "d", false, "print the protocol exchange on standard error")
+	fs.Var(predef, "predefined", "predefined topic `id=name`, as configured on the gateway (repeatable)")
+	fs.Var(durationFlag{&cfg.retryInterval}, "retry-interval", "Tretry: wait this `duration` for an answer before retransmitting")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, 0
+		}
+		return nil, 2
+	}
+	bad := func(format string, a ...any) (*config, int) {
+		fmt.Fprintf(stderr, "mqttsn-pub: "+format+" (see --help)\n", a...)
+		return nil, 2
+	}
+	if fs.NArg() > 0 {
+		return bad("unexpected argument %q", fs.Arg(0))
+	}
+	sources := 0
+	for _, set := range []bool{isSet(fs, "m"), *null, cfg.stdin, cfg.lines} {
+		if set {
+			sources++
+		}
+	}
+	switch {
+	case sources != 1:
+		return bad("give exactly one of -m, -n, -s and -l")
+	case (*topic == "") == (*topicID == 0):
+		return bad("give a topic with -t or --topic-id (not both)")
+	case *topicID > 0xFFFE:
+		return bad("--topic-id %d is not a topic id (1 to 65534)", *topicID)
+	case *qos < -1 || *qos > 2:
+		return bad("-q %d: QoS must be -1, 0, 1 or 2", *qos)
+	case *willQoS < 0 || *willQoS > 2:
+		return bad("--will-qos %d: QoS must be 0, 1 or 2", *willQoS)
+	case *keepAlive < 0 || *keepAlive > 65535:
+		return bad("-k %d: keep-alive must be 0 to 65535 seconds", *keepAlive)
+	case *port <= 0 || *port > 65535:
+		return bad("-p %d is not a port", *port)
+	case *willTopic == "" && (isSet(fs, "will-payload") || isSet(fs, "will-qos") || *willRetain):
+		return bad("--will-payload, --will-qos and --will-retain need --will-topic")
+	case *willTopic != "" && *qos == -1:
+		return bad("a will needs a connection, and QoS -1 publishes without one")
+	}
+	cfg.addr = net.JoinHostPort(*host, strconv.Itoa(*port))
+	cfg.topic = *topic
+	if *topicID != 0 {
+		cfg.topic = snclient.PredefinedID(uint16(*topicID))
+	}
+	cfg.qos = snpacket.QoS(*qos)
+	cfg.message = []byte(*message)
+	cfg.opts = snclient.Options{
+		ClientID:      *id,
+		CleanSession:  *clean,
+		KeepAlive:     time.Duration(*keepAlive) * time.Second,
+		RetryInterval: cfg.retryInterval,
+		RetryCount:    *retryCount,
+		Predefined:    predef,
+	}
+	if *keepAlive == 0 {
+		cfg.opts.KeepAlive = -1
+	}
+	if *retryCount == 0 {
+		cfg.opts.RetryCount = -1
+	}
+	if cfg.opts.ClientID == "" {
+		cfg.opts.ClientID = randomID("mqttsn-pub-")
+	}
+	if *willTopic != "" {
+		cfg.opts.Will = &snclient.Will{Topic: *willTopic, Payload: []byte(*willPayload),
+			QoS: snpacket.QoS(*willQoS), Retain: *willRetain}
+	}
+	return cfg, -1
+}
+
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	stderr = &syncWriter{w: stderr}
+	cfg, code := parse(args, stderr)
+	if cfg == nil {
+		return code
+	}
+	if err := publish(ctx, cfg, stdin, stderr); err != nil {
+		fmt.Fprintln(stderr, "mqttsn-pub:", err)
+		return 1
+	}
+	return 0
+}
+
+func publish(ctx context.Context, cfg *config, stdin io.Reader, stderr io.Writer) error {
+	cfg.opts.Logger = newLogger(cfg.debug, stderr)
+	c, err := snclient.DialClient(ctx, cfg.addr, cfg.opts)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = c.Close() }()
+	connected := cfg.qos != snpacket.QoSMinusOne
+	if connected {
+		if err := c.Connect(ctx); err != nil {
+			return fmt.Errorf("connect to %s: %w", cfg.addr, err)
+		}
+	}
+	pub := func(payload []byte) error {
+		return c.Publish(ctx, cfg.topic, payload, cfg.qos, cfg.retain)
+	}
+	switch {
+	case cfg.lines:
+		sc := bufio.NewScanner(stdin)
+		sc.Buffer(make([]byte, 0, 4096), 65535)
+		for sc.Scan() {
+			if len(sc.Bytes()) == 0 {
+				continue
+			}
+			if err := pub(sc.Bytes()); err != nil {
+				return err
+			}
+		}
+		if err := sc.Err(); err != nil {
+			return fmt.Errorf("reading standard input: %w", err)
+		}
+	case cfg.stdin:
+		b, err := io.ReadAll(io.LimitReader(stdin, 65536))
+		if err != nil {
+			return fmt.Errorf("reading standard input: %w", err)
+		}
+		if err := pub(b); err != nil {
+			return err
+		}
+	default:
+		if err := pub(cfg.message); err != nil {
+			return err
+		}
+	}
+	if connected {
+		if err := c.Disconnect(ctx); err != nil {
+			return fmt.Errorf("disconnect: %w", err)
+		}
+	}
+	return nil
+}
+
+// isSet reports whether the flag was given on the command line.
+func isSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
+}
+
+func randomID(prefix string) string {
+	var b [3]byte
+	_, _ = rand.Read(b[:])
+	return prefix + hex.EncodeToString(b[:])
+}
