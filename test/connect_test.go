@@ -268,3 +268,22 @@ func TestListenIPv4AndIPv6(t *testing.T) {
 		}
 	}
 }
+
+// An empty WILLMSG is legal: the node connects, and when it is lost its
+// will is published with an empty payload.
+func TestEmptyWillMessage(t *testing.T) {
+	ForEachBroker(t, func(t *testing.T, tg testbroker.Target) {
+		e := RunGateway(t, tg, gateway.Config{})
+		w := e.Watch(t, "will/#")
+		n := e.Node(t)
+		n.Send(&sn.Connect{Will: true, CleanSession: true, Duration: 1, ClientID: "emptymsg"})
+		n.Expect(&sn.WillTopicReq{})
+		n.Send(&sn.WillTopic{WillTopic: "will/empty"})
+		n.Expect(&sn.WillMsgReq{})
+		n.Send(&sn.WillMsg{})
+		n.Expect(&sn.Connack{ReturnCode: sn.Accepted})
+		if got := w.Next(); got != (Received{Topic: "will/empty"}) {
+			t.Fatalf("broker got %+v", got)
+		}
+	})
+}
