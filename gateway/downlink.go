@@ -35,8 +35,8 @@ type outbound struct {
 // onDeliver queues a broker message for the node and starts delivery when
 // the node can receive.
 func (s *shard) onDeliver(now time.Time, sess *session, gen uint64, m Message) {
-	if gen != sess.upGen {
-		return // a clean session replaced the one this came from
+	if gen != sess.upGen || s.sessions[sess.id] != sess {
+		return // a clean session replaced the one this came from, or it was forgotten
 	}
 	qos, ok := s.deliveryQoS(sess, m)
 	if !ok {

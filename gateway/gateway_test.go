@@ -366,3 +366,40 @@ func TestBufferBudgetSharedByNodes(t *testing.T) {
 		}
 	})
 }
+
+// A CONNECT whose will handshake never finishes is forgotten after the
+// retransmission budget; a persistent session after SessionExpiry.
+func TestIdleSessionsForgotten(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := newRig(t, Config{RetryInterval: 10 * time.Second, RetryCount: 3, SessionExpiry: time.Hour})
+		count := func() int {
+			cs, err := r.g.Clients(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			return len(cs)
+		}
+		r.send(nodeA, &sn.Connect{Will: true, CleanSession: true, Duration: 60, ClientID: "half"})
+		r.expect(&sn.WillTopicReq{})
+		time.Sleep(40*time.Second + time.Millisecond) // Tretry × (Nretry+1)
+		synctest.Wait()
+		if n := count(); n != 0 {
+			t.Fatalf("%d sessions after an abandoned will handshake, want 0", n)
+		}
+
+		nodeB := &net.UDPAddr{IP: net.IPv4(10, 0, 0, 2), Port: 5000}
+		r.send(nodeB, &sn.Connect{CleanSession: false, Duration: 60, ClientID: "durable"})
+		r.expect(&sn.Connack{})
+		r.send(nodeB, &sn.Disconnect{})
+		r.expect(&sn.Disconnect{})
+		synctest.Wait()
+		if n := count(); n != 1 {
+			t.Fatalf("%d sessions right after a persistent node left, want 1", n)
+		}
+		time.Sleep(time.Hour + time.Millisecond)
+		synctest.Wait()
+		if n := count(); n != 0 {
+			t.Fatalf("%d sessions after SessionExpiry, want 0", n)
+		}
+	})
+}

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"container/heap"
 	"time"
 
 	"go.uber.org/zap"
@@ -105,6 +106,10 @@ func (sess *session) supervise(now time.Time) {
 		sess.superviseAt = sleepmgr.Deadline(now, sess.keepAlive)
 	case sleepmgr.Asleep:
 		sess.superviseAt = sleepmgr.Deadline(now, sess.sleep)
+	case sleepmgr.Disconnected, sleepmgr.Lost:
+		// What a gone node leaves (persistent subscriptions, buffer) is
+		// kept as long as the broker keeps its session, then forgotten.
+		sess.superviseAt = now.Add(sess.shard.g.cfg.SessionExpiry)
 	default:
 		sess.superviseAt = time.Time{}
 	}
@@ -297,6 +302,9 @@ func (s *shard) refuseConnect(sess *session, rc snpacket.ReturnCode) {
 	s.send(sess, &snpacket.Connack{ReturnCode: rc})
 	if sess.state == sleepmgr.Disconnected || sess.state == sleepmgr.Lost {
 		s.unbindSession(sess)
+		sess.supervise(time.Now())
+		s.forgetIfClean(sess)
+		s.schedule(sess)
 	}
 }
 
@@ -364,7 +372,7 @@ func (s *shard) onDisconnect(now time.Time, sess *session, d *snpacket.Disconnec
 	}
 	s.g.stats.Closes[CloseDisconnect].Add(1)
 	sess.log.Info("disconnected", zap.Stringer("reason", CloseDisconnect))
-	sess.superviseAt = time.Time{}
+	sess.supervise(now)
 	s.closeUpstream(sess, nil)
 	s.unbindSession(sess)
 	s.forgetIfClean(sess)
@@ -377,7 +385,7 @@ func (s *shard) lose(now time.Time, sess *session, reason CloseReason) {
 	sess.log.Info("lost", zap.Stringer("reason", reason), zap.Stringer("state", sess.state), zap.Bool("will", sess.will != nil))
 	sess.transition(sleepmgr.EvExpire)
 	sess.phase = phaseNone
-	sess.superviseAt = time.Time{}
+	sess.supervise(now)
 	s.closeUpstream(sess, sess.will)
 	s.unbindSession(sess)
 	s.forgetIfClean(sess)
@@ -393,6 +401,19 @@ func (s *shard) unbindSession(sess *session) {
 	}
 }
 
+// dropSession forgets a node entirely.
+func (s *shard) dropSession(sess *session) {
+	s.unbindSession(sess)
+	sess.queue.Clear() // gives its bytes back to the gateway-wide budget
+	if sess.heapIdx >= 0 {
+		heap.Remove(&s.timers, sess.heapIdx)
+	}
+	if s.sessions[sess.id] == sess {
+		delete(s.sessions, sess.id)
+	}
+	sess.log.Debug("session forgotten")
+}
+
 // forgetIfClean drops a clean session's state once the node is gone; a
 // persistent one keeps subscriptions, topic ids and buffer (spec §6.3).
 func (s *shard) forgetIfClean(sess *session) {
@@ -404,8 +425,8 @@ func (s *shard) forgetIfClean(sess *session) {
 	sess.queue.Clear()
 	sess.inflight = nil
 	sess.will = nil
-	if len(sess.ops) == 0 && !sess.opBusy && sess.heapIdx < 0 {
-		delete(s.sessions, sess.id)
+	if len(sess.ops) == 0 && !sess.opBusy && sess.phase == phaseNone {
+		s.dropSession(sess)
 	}
 }
 
@@ -423,10 +444,18 @@ func (s *shard) onTimer(now time.Time, sess *session) {
 		case sess.phase == phaseWillTopic || sess.phase == phaseWillMsg:
 			s.g.stats.Closes[CloseConnectAborted].Add(1)
 			sess.phase = phaseNone
-			sess.superviseAt = time.Time{}
+			sess.supervise(now)
 			if sess.state == sleepmgr.Disconnected || sess.state == sleepmgr.Lost {
 				s.unbindSession(sess)
+				s.forgetIfClean(sess)
 			}
+		case sess.state == sleepmgr.Disconnected || sess.state == sleepmgr.Lost:
+			if sess.opBusy || len(sess.ops) > 0 || sess.phase != phaseNone {
+				sess.superviseAt = now.Add(s.g.cfg.RetryInterval) // look again once the close is done
+				break
+			}
+			s.dropSession(sess)
+			return
 		case sess.state == sleepmgr.Active:
 			s.lose(now, sess, CloseKeepAlive)
 			return

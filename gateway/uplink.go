@@ -175,6 +175,22 @@ var errNoUpstream = errors.New("gateway: no upstream session")
 // opDone applies an operation's result on the shard.
 func (s *shard) opDone(now time.Time, sess *session, o op, r opResult) {
 	sess.opBusy = false
+	if s.sessions[sess.id] != sess {
+		// Forgotten while this ran: finish its queued closes, nothing else.
+		closes := sess.ops[:0]
+		for _, q := range sess.ops {
+			if q.kind == opClose {
+				closes = append(closes, q)
+			}
+		}
+		sess.ops = closes
+		if r.session != nil {
+			s.enqueue(sess, op{kind: opClose, up: r.session})
+		} else {
+			s.startOp(sess)
+		}
+		return
+	}
 	switch o.kind {
 	case opOpen:
 		s.openDone(now, sess, r)
@@ -211,8 +227,9 @@ func (s *shard) opDone(now time.Time, sess *session, o op, r opResult) {
 	}
 	s.startOp(sess)
 	if !sess.opBusy && sess.state != sleepmgr.Active && sess.state != sleepmgr.Asleep &&
-		sess.state != sleepmgr.Awake && sess.phase == phaseNone && sess.clean && sess.up == nil && sess.heapIdx < 0 {
-		delete(s.sessions, sess.id)
+		sess.state != sleepmgr.Awake && sess.phase == phaseNone && sess.clean && sess.up == nil {
+		s.dropSession(sess)
+		return
 	}
 	s.schedule(sess)
 }
