@@ -15,6 +15,7 @@ import (
 	"github.com/eclipse/paho.golang/paho"
 	"go.uber.org/zap/zaptest"
 
+	"github.com/mqttsn-gateway/mqttsn-gateway/broker"
 	"github.com/mqttsn-gateway/mqttsn-gateway/gateway"
 	"github.com/mqttsn-gateway/mqttsn-gateway/internal/testbroker"
 	"github.com/mqttsn-gateway/mqttsn-gateway/snclient"
@@ -52,6 +53,9 @@ func RunGateway(t testing.TB, tg testbroker.Target, cfg gateway.Config, opts ...
 		cfg.Listen = []string{"127.0.0.1:0"}
 	}
 	ucfg := upstream.Config{URL: tg.URL, ReconnectBackoffMin: 50 * time.Millisecond, ReconnectBackoffMax: 500 * time.Millisecond}
+	if tg.Broker() != nil {
+		ucfg.ReceiveMaximum = broker.ClientReceiveMaximum // as the command does
+	}
 	up, err := upstream.New(ucfg, zaptest.NewLogger(t).Named("upstream"))
 	if err != nil {
 		t.Fatalf("upstream: %v", err)
