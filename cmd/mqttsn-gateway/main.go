@@ -21,6 +21,7 @@ import (
 
 	"github.com/mqttsn-gateway/mqttsn-gateway/admin"
 	"github.com/mqttsn-gateway/mqttsn-gateway/broker"
+	"github.com/mqttsn-gateway/mqttsn-gateway/dtlstransport"
 	"github.com/mqttsn-gateway/mqttsn-gateway/gateway"
 	"github.com/mqttsn-gateway/mqttsn-gateway/internal/config"
 	"github.com/mqttsn-gateway/mqttsn-gateway/upstream"
@@ -156,19 +157,36 @@ func serve(ctx context.Context, cfg *config.File, log *zap.Logger, lvl zap.Atomi
 	if err != nil {
 		return err
 	}
-	g, err := gateway.New(cfg.Gateway(), gateway.WithLogger(log.Named("gateway")), gateway.WithUpstream(up))
+	opts := []gateway.Option{gateway.WithLogger(log.Named("gateway")), gateway.WithUpstream(up)}
+	var dtlsTrs []*dtlstransport.Transport
+	for _, dc := range cfg.DTLSConfigs() {
+		tr, err := dtlstransport.Listen(dc, log.Named("dtls"))
+		if err != nil {
+			for _, t := range dtlsTrs {
+				_ = t.Close()
+			}
+			return err
+		}
+		dtlsTrs = append(dtlsTrs, tr)
+		opts = append(opts, gateway.WithTransport(tr))
+		log.Info("DTLS listener", zap.Stringer("addr", tr.LocalAddr()))
+	}
+	g, err := gateway.New(cfg.Gateway(), opts...)
 	if err != nil {
+		for _, t := range dtlsTrs {
+			_ = t.Close()
+		}
 		return err
 	}
 	if cfg.Admin.Listen != "" {
-		stopAdmin, err := startAdmin(cfg.Admin.Listen, g, up, &lvl, log.Named("admin"))
+		stopAdmin, err := startAdmin(cfg.Admin.Listen, g, up, dtlsTrs, &lvl, log.Named("admin"))
 		if err != nil {
 			_ = g.Shutdown(context.Background())
 			return err
 		}
 		defer stopAdmin()
 	}
-	log.Info("mqttsn-gateway starting", zap.String("version", version), zap.Strings("udp", cfg.Listen.UDP), zap.String("broker", ucfg.URL))
+	log.Info("mqttsn-gateway starting", zap.String("version", version), zap.Strings("udp", cfg.Listen.UDP), zap.Strings("dtls", cfg.Listen.DTLS), zap.String("broker", ucfg.URL))
 	errc := make(chan error, 1)
 	go func() { errc <- g.Serve(ctx) }()
 	hup := make(chan os.Signal, 1)
@@ -183,7 +201,7 @@ wait:
 			}
 			return err
 		case <-hup:
-			reload(log)
+			reload(dtlsTrs, log)
 		case <-ctx.Done():
 			break wait
 		}
@@ -202,13 +220,29 @@ wait:
 
 // startAdmin starts the admin HTTP listener; stop shuts it down and waits
 // for it.
-func startAdmin(addr string, g *gateway.Gateway, up *upstream.Upstream, lvl *zap.AtomicLevel, log *zap.Logger) (stop func(), err error) {
-	srv, err := admin.New(admin.Config{
+func startAdmin(addr string, g *gateway.Gateway, up *upstream.Upstream, dtlsTrs []*dtlstransport.Transport, lvl *zap.AtomicLevel, log *zap.Logger) (stop func(), err error) {
+	cfg := admin.Config{
 		Listen:      addr,
 		Level:       lvl,
 		BrokerCheck: up.Ping,
 		Upstream:    func() admin.UpstreamStats { return admin.UpstreamStats(up.Stats()) },
-	}, g, log)
+	}
+	if len(dtlsTrs) > 0 {
+		cfg.DTLS = func() admin.DTLSStats {
+			var d admin.DTLSStats
+			for _, t := range dtlsTrs {
+				s := t.Stats()
+				d.HandshakesOK += s.HandshakesOK.Load()
+				d.HandshakesFailed += s.HandshakesFailed.Load()
+				d.HandshakesRefused += s.HandshakesRefused.Load()
+				d.HandshakesDisplaced += s.HandshakesDisplaced.Load()
+				d.Handshaking += s.Handshaking.Load()
+				d.Established += s.Established.Load()
+			}
+			return d
+		}
+	}
+	srv, err := admin.New(cfg, g, log)
 	if err != nil {
 		return nil, err
 	}
@@ -231,9 +265,20 @@ func startAdmin(addr string, g *gateway.Gateway, up *upstream.Upstream, lvl *zap
 	}, nil
 }
 
-// reload re-reads what can change without a restart (SIGHUP).
-func reload(log *zap.Logger) {
-	log.Info("SIGHUP: nothing to reload")
+// reload re-reads what can change without a restart (SIGHUP): the DTLS
+// pre-shared keys. A file with a mistake is refused and the old keys stay.
+func reload(dtlsTrs []*dtlstransport.Transport, log *zap.Logger) {
+	if len(dtlsTrs) == 0 {
+		log.Info("SIGHUP: nothing to reload")
+		return
+	}
+	for _, t := range dtlsTrs {
+		if err := t.Reload(); err != nil {
+			log.Error("SIGHUP: DTLS keys not reloaded, the old ones stay", zap.Error(err))
+			continue
+		}
+		log.Info("SIGHUP: DTLS keys reloaded", zap.Stringer("addr", t.LocalAddr()))
+	}
 }
 
 func newLogger(level, format string, w io.Writer) (*zap.Logger, zap.AtomicLevel, error) {

@@ -15,6 +15,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/mqttsn-gateway/mqttsn-gateway/dtlstransport"
 	"github.com/mqttsn-gateway/mqttsn-gateway/gateway"
 	"github.com/mqttsn-gateway/mqttsn-gateway/upstream"
 )
@@ -81,6 +82,17 @@ type File struct {
 		// status page); empty: no admin listener.
 		Listen string `yaml:"listen"`
 	} `yaml:"admin"`
+	DTLS struct {
+		PSKFile          string        `yaml:"psk_file"`
+		CertFile         string        `yaml:"cert_file"`
+		KeyFile          string        `yaml:"key_file"`
+		ClientCAFile     string        `yaml:"client_ca_file"`
+		BindIdentity     *bool         `yaml:"bind_identity"`
+		HandshakeTimeout time.Duration `yaml:"handshake_timeout"`
+		MaxHandshakes    int           `yaml:"max_handshakes"`
+		IdleTimeout      time.Duration `yaml:"idle_timeout"`
+		ConnectionIDs    *bool         `yaml:"connection_ids"`
+	} `yaml:"dtls"`
 }
 
 // Defaults of the command (the library's own defaults fill the rest).
@@ -245,8 +257,13 @@ func (c *File) Check() error {
 	if len(c.Listen.UDP) == 0 && len(c.Listen.DTLS) == 0 {
 		return errors.New("listen.udp: nothing to listen on: give an address such as 0.0.0.0:1884")
 	}
-	if len(c.Listen.DTLS) > 0 {
-		return errors.New("listen.dtls: DTLS is not supported yet: remove listen.dtls")
+	for _, d := range c.DTLSConfigs() {
+		if err := d.Validate(); err != nil {
+			return err
+		}
+	}
+	if len(c.Listen.DTLS) > 0 && c.bindIdentity() && c.DTLS.PSKFile == "" && c.DTLS.ClientCAFile == "" {
+		return errors.New("dtls.bind_identity: nodes have no identity without dtls.psk_file or dtls.client_ca_file: set one, or dtls.bind_identity: false")
 	}
 	if _, err := upstream.New(c.Upstream(), nil); c.Broker.URL != "" && err != nil {
 		return err
@@ -257,28 +274,46 @@ func (c *File) Check() error {
 	return nil
 }
 
+func (c *File) bindIdentity() bool { return c.DTLS.BindIdentity == nil || *c.DTLS.BindIdentity }
+
+// DTLSConfigs returns one DTLS listener configuration per listen.dtls
+// address.
+func (c *File) DTLSConfigs() []dtlstransport.Config {
+	var out []dtlstransport.Config
+	for _, a := range c.Listen.DTLS {
+		out = append(out, dtlstransport.Config{
+			Listen: a, PSKFile: c.DTLS.PSKFile, CertFile: c.DTLS.CertFile, KeyFile: c.DTLS.KeyFile,
+			ClientCAFile: c.DTLS.ClientCAFile, HandshakeTimeout: c.DTLS.HandshakeTimeout,
+			MaxHandshakes: c.DTLS.MaxHandshakes, IdleTimeout: c.DTLS.IdleTimeout,
+			DisableConnectionIDs: c.DTLS.ConnectionIDs != nil && !*c.DTLS.ConnectionIDs,
+		})
+	}
+	return out
+}
+
 // Gateway returns the session engine's configuration.
 func (c *File) Gateway() gateway.Config {
 	g := gateway.Config{
-		GatewayID:          c.GatewayID,
-		Predefined:         c.PredefinedTopics,
-		RetryInterval:      c.Retry.Interval,
-		RetryCount:         c.Retry.Count,
-		DisableQoSMinusOne: c.QoSMinusOne != nil && !*c.QoSMinusOne,
-		MaxBuffered:        c.Sleep.MaxBuffered,
-		MaxBufferedBytes:   c.Sleep.MaxBufferedBytes,
-		MaxClientIDLen:     c.Limits.MaxClientIDLength,
-		MaxTopics:          c.Limits.MaxTopics,
-		MaxPacketSize:      c.Limits.MaxPacketSize,
-		Shards:             c.Limits.Shards,
-		InboxSize:          c.Limits.InboxSize,
-		UpstreamWorkers:    c.Limits.UpstreamWorkers,
-		SessionExpiry:      c.Broker.SessionExpiry,
-		Listen:             c.Listen.UDP,
-		AdvertiseInterval:  c.Discovery.AdvertiseInterval,
-		AdvertiseTo:        c.Discovery.AdvertiseTo,
-		GWInfoBroadcast:    c.Discovery.GWInfoBroadcast,
-		ForwarderAllow:     c.Forwarders.Allow,
+		GatewayID:              c.GatewayID,
+		Predefined:             c.PredefinedTopics,
+		RetryInterval:          c.Retry.Interval,
+		RetryCount:             c.Retry.Count,
+		DisableQoSMinusOne:     c.QoSMinusOne != nil && !*c.QoSMinusOne,
+		MaxBuffered:            c.Sleep.MaxBuffered,
+		MaxBufferedBytes:       c.Sleep.MaxBufferedBytes,
+		MaxClientIDLen:         c.Limits.MaxClientIDLength,
+		MaxTopics:              c.Limits.MaxTopics,
+		MaxPacketSize:          c.Limits.MaxPacketSize,
+		Shards:                 c.Limits.Shards,
+		InboxSize:              c.Limits.InboxSize,
+		UpstreamWorkers:        c.Limits.UpstreamWorkers,
+		SessionExpiry:          c.Broker.SessionExpiry,
+		Listen:                 c.Listen.UDP,
+		DisableIdentityBinding: !c.bindIdentity(),
+		AdvertiseInterval:      c.Discovery.AdvertiseInterval,
+		AdvertiseTo:            c.Discovery.AdvertiseTo,
+		GWInfoBroadcast:        c.Discovery.GWInfoBroadcast,
+		ForwarderAllow:         c.Forwarders.Allow,
 	}
 	return g
 }

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"github.com/mqttsn-gateway/mqttsn-gateway/dtlstransport"
 	"net"
 	"os"
 	"reflect"
@@ -35,6 +36,11 @@ func TestExampleFile(t *testing.T) {
 	got.Shards, want.Shards = 0, 0 // documented as "0: 4 per CPU"
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("documented defaults differ from the code's:\n file %+v\n code %+v", got, want)
+	}
+	d := c.DTLS
+	fileDTLS := dtlstransport.Config{HandshakeTimeout: d.HandshakeTimeout, MaxHandshakes: d.MaxHandshakes, IdleTimeout: d.IdleTimeout}
+	if codeDTLS := (dtlstransport.Config{}).WithDefaults(); fileDTLS != codeDTLS || !*d.BindIdentity || !*d.ConnectionIDs {
+		t.Errorf("documented DTLS defaults differ from the code's:\n file %+v\n code %+v", fileDTLS, codeDTLS)
 	}
 	if c.PredefinedTopics[1] != "sensors/temperature" {
 		t.Errorf("predefined topics %v", c.PredefinedTopics)
@@ -107,7 +113,9 @@ func TestErrorsNameTheKey(t *testing.T) {
 		{"predefined_topics:\n  3: \"a/+\"\n", "predefined_topics"},
 		{"log:\n  level: loud\n", "log.level"},
 		{"sleep:\n  max_buffered: -5\n", "sleep.max_buffered"},
-		{"listen:\n  dtls: \"0.0.0.0:1885\"\n", "listen.dtls"},
+		{"listen:\n  dtls: \"0.0.0.0:1885\"\n", "dtls.psk_file"},
+		{"listen:\n  dtls: \"0.0.0.0:1885\"\ndtls:\n  cert_file: c.pem\n  key_file: k.pem\n", "dtls.bind_identity"},
+		{"listen:\n  dtls: \"nohost\"\ndtls:\n  psk_file: psk.txt\n", "listen.dtls"},
 		{"admin:\n  listen: \"9184\"\n", "admin.listen"},
 		{"admin:\n  lisen: \"127.0.0.1:9184\"\n", "admin.lisen"},
 	} {
@@ -141,5 +149,38 @@ func TestExampleAdminOnLoopback(t *testing.T) {
 	host, _, err := net.SplitHostPort(c.Admin.Listen)
 	if ip := net.ParseIP(host); err != nil || (host != "localhost" && (ip == nil || !ip.IsLoopback())) {
 		t.Errorf("examples/gateway.yaml: admin.listen %q is not a loopback address", c.Admin.Listen)
+	}
+}
+
+// The DTLS keys, spelled as issue 5 has them, reach the listener's config.
+func TestDTLSKeys(t *testing.T) {
+	dir := t.TempDir()
+	psk := dir + "/psk.txt"
+	if err := os.WriteFile(psk, []byte("node-1:00112233445566778899aabbccddeeff\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Parse(strings.NewReader(`
+listen:
+  dtls: "127.0.0.1:1885"
+dtls:
+  psk_file: "` + psk + `"
+  cert_file: ""
+  key_file: ""
+  client_ca_file: ""
+  bind_identity: true
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ds := c.DTLSConfigs()
+	if len(ds) != 1 || ds[0].Listen != "127.0.0.1:1885" || ds[0].PSKFile != psk || ds[0].DisableConnectionIDs {
+		t.Fatalf("DTLS configs %+v", ds)
+	}
+	if c.Gateway().DisableIdentityBinding {
+		t.Fatal("bind_identity: true did not bind")
+	}
+	off, err := Parse(strings.NewReader("listen:\n  dtls: \"127.0.0.1:1885\"\ndtls:\n  psk_file: \"" + psk + "\"\n  bind_identity: false\n"))
+	if err != nil || !off.Gateway().DisableIdentityBinding {
+		t.Fatalf("bind_identity: false: %v", err)
 	}
 }
