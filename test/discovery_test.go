@@ -179,3 +179,39 @@ func TestForwarderAllowList(t *testing.T) {
 	f.Send(&sn.Connect{CleanSession: true, Duration: 60, ClientID: "allowed"})
 	f.Expect(&sn.Connack{})
 }
+
+// With gwinfo_broadcast, the GWINFO answering a SEARCHGW also goes to the
+// discovery destinations.
+func TestGWInfoBroadcast(t *testing.T) {
+	dst, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dst.Close()
+	e := RunGateway(t, testbroker.EmbeddedTarget(t), gateway.Config{
+		GatewayID: 4, AdvertiseInterval: time.Hour, AdvertiseTo: []string{dst.LocalAddr().String()}, GWInfoBroadcast: true,
+	})
+	buf := make([]byte, 64)
+	read := func() sn.Packet {
+		t.Helper()
+		_ = dst.SetReadDeadline(time.Now().Add(Wait))
+		n, _, err := dst.ReadFrom(buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := sn.Unmarshal(buf[:n])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	if p := read(); p.Type() != sn.TypeAdvertise {
+		t.Fatalf("first datagram %+v, want the start-up ADVERTISE", p)
+	}
+	n := e.Node(t)
+	n.Send(&sn.SearchGW{Radius: 1})
+	n.Expect(&sn.GWInfo{GatewayID: 4})
+	if p, ok := read().(*sn.GWInfo); !ok || p.GatewayID != 4 {
+		t.Fatalf("destination got %+v, want GWINFO", p)
+	}
+}
