@@ -94,6 +94,7 @@ type fakeUpstream struct {
 	mu        sync.Mutex
 	down      bool
 	gate      chan struct{} // when set, Open waits for it
+	pubGate   chan struct{} // when set, Publish waits for it
 	opens     int
 	published chan Message
 	sessions  map[string]*fakeSession
@@ -153,7 +154,17 @@ type fakeSession struct {
 	once    sync.Once
 }
 
-func (s *fakeSession) Publish(_ context.Context, m Message) error {
+func (s *fakeSession) Publish(ctx context.Context, m Message) error {
+	s.f.mu.Lock()
+	gate := s.f.pubGate
+	s.f.mu.Unlock()
+	if gate != nil {
+		select {
+		case <-gate:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 	if s.f.isDown() {
 		return errDown
 	}

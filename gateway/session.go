@@ -29,12 +29,17 @@ type session struct {
 	peer  peer
 	bound bool // peer is in the routing index
 
-	state     sleepmgr.State
-	phase     connPhase
-	clean     bool
-	keepAlive time.Duration
-	sleep     time.Duration
-	lastSeen  time.Time
+	state sleepmgr.State
+	phase connPhase
+	clean bool
+	// everConnected: the node completed a CONNECT at least once, so a
+	// persistent session is worth keeping; authenticated: it connected
+	// over a transport that proved its identity.
+	everConnected bool
+	authenticated bool
+	keepAlive     time.Duration
+	sleep         time.Duration
+	lastSeen      time.Time
 
 	will        *Message // current will (nil: none)
 	pendingWill *Message // will being received during CONNECT
@@ -205,6 +210,14 @@ func (s *shard) onConnect(now time.Time, from peer, c *snpacket.Connect, size in
 	s.setPeer(sess, from)
 	sess.received(now, size)
 	sess.clean = c.CleanSession
+	if auth := s.g.authenticated(from); auth != sess.authenticated {
+		// A node that proved its identity inherits nothing from a session
+		// someone made under its name without proof.
+		if auth && sess.everConnected {
+			s.resetSession(sess)
+		}
+		sess.authenticated = auth
+	}
 	sess.keepAlive = time.Duration(c.Duration) * time.Second
 	if c.CleanSession {
 		s.resetSession(sess)
@@ -232,6 +245,7 @@ func (s *shard) resetSession(sess *session) {
 	sess.inflight = nil
 	sess.qos1 = nil
 	sess.qos2 = nil
+	sess.subWait = 0 // answers to the old session's SUBSCRIBEs are dropped
 	if sess.up != nil {
 		s.closeUpstream(sess, nil)
 	}
@@ -282,6 +296,7 @@ func (s *shard) finishConnect(now time.Time, sess *session) {
 // connected sends CONNACK accepted and makes the session active.
 func (s *shard) connected(now time.Time, sess *session) {
 	sess.phase = phaseNone
+	sess.everConnected = true
 	sess.transition(sleepmgr.EvConnect)
 	s.g.stats.Connects.Add(1)
 	s.send(sess, &snpacket.Connack{ReturnCode: snpacket.Accepted})
@@ -296,14 +311,27 @@ func (s *shard) connected(now time.Time, sess *session) {
 	s.schedule(sess)
 }
 
-// refuseConnect answers CONNACK with rc and forgets the attempt.
+// refuseConnect answers CONNACK with rc and abandons the attempt.
 func (s *shard) refuseConnect(sess *session, rc snpacket.ReturnCode) {
-	sess.phase = phaseNone
 	s.send(sess, &snpacket.Connack{ReturnCode: rc})
-	if sess.state == sleepmgr.Disconnected || sess.state == sleepmgr.Lost {
-		s.unbindSession(sess)
-		sess.supervise(time.Now())
-		s.forgetIfClean(sess)
+	s.abandonConnect(time.Now(), sess)
+}
+
+// abandonConnect ends a CONNECT that did not complete: refused, aborted
+// during the will handshake, or timed out. A node that was connected is
+// now disconnected (it is alive and will CONNECT again; no will); one that
+// never was is forgotten.
+func (s *shard) abandonConnect(now time.Time, sess *session) {
+	sess.phase = phaseNone
+	switch sess.state {
+	case sleepmgr.Active, sleepmgr.Asleep, sleepmgr.Awake:
+		sess.transition(sleepmgr.EvDisconnect)
+		s.closeUpstream(sess, nil)
+	}
+	s.unbindSession(sess)
+	sess.supervise(now)
+	s.forgetIfClean(sess)
+	if s.sessions[sess.id] == sess {
 		s.schedule(sess)
 	}
 }
@@ -321,15 +349,24 @@ func (s *shard) onWake(now time.Time, from peer, clientID string, size int) {
 		s.g.send(from, &snpacket.Disconnect{})
 		return
 	}
-	s.setPeer(sess, from)
-	if size > 0 {
-		sess.received(now, size)
-	}
 	if sess.state == sleepmgr.Active {
+		// Waking by ClientId is for sleeping nodes (§6.14); an active node
+		// moves only by connecting again.
+		if from.key != sess.peer.key {
+			s.g.send(from, &snpacket.Disconnect{})
+			return
+		}
+		if size > 0 {
+			sess.received(now, size)
+		}
 		s.send(sess, &snpacket.PingResp{})
 		sess.supervise(now)
 		s.schedule(sess)
 		return
+	}
+	s.setPeer(sess, from)
+	if size > 0 {
+		sess.received(now, size)
 	}
 	if sess.state == sleepmgr.Asleep {
 		sess.traffic.WakeCycles++
@@ -414,10 +451,11 @@ func (s *shard) dropSession(sess *session) {
 	sess.log.Debug("session forgotten")
 }
 
-// forgetIfClean drops a clean session's state once the node is gone; a
-// persistent one keeps subscriptions, topic ids and buffer (spec §6.3).
+// forgetIfClean drops a clean session's state once the node is gone, and
+// that of a node that never completed a CONNECT; a persistent one keeps
+// subscriptions, topic ids and buffer (spec §6.3).
 func (s *shard) forgetIfClean(sess *session) {
-	if !sess.clean {
+	if !sess.clean && sess.everConnected {
 		return
 	}
 	sess.topics.Reset()
@@ -443,12 +481,8 @@ func (s *shard) onTimer(now time.Time, sess *session) {
 		switch {
 		case sess.phase == phaseWillTopic || sess.phase == phaseWillMsg:
 			s.g.stats.Closes[CloseConnectAborted].Add(1)
-			sess.phase = phaseNone
-			sess.supervise(now)
-			if sess.state == sleepmgr.Disconnected || sess.state == sleepmgr.Lost {
-				s.unbindSession(sess)
-				s.forgetIfClean(sess)
-			}
+			s.abandonConnect(now, sess)
+			return
 		case sess.state == sleepmgr.Disconnected || sess.state == sleepmgr.Lost:
 			if sess.opBusy || len(sess.ops) > 0 || sess.phase != phaseNone {
 				sess.superviseAt = now.Add(s.g.cfg.RetryInterval) // look again once the close is done
@@ -480,11 +514,8 @@ func (s *shard) onPacket(now time.Time, sess *session, pkt snpacket.Packet) {
 		default:
 			// Anything else aborts the connect (behaviour.md).
 			s.g.stats.Closes[CloseConnectAborted].Add(1)
-			sess.phase = phaseNone
 			s.send(sess, &snpacket.Disconnect{})
-			if sess.state == sleepmgr.Disconnected || sess.state == sleepmgr.Lost {
-				s.unbindSession(sess)
-			}
+			s.abandonConnect(now, sess)
 		}
 		return
 	}

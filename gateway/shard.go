@@ -176,6 +176,14 @@ func (s *shard) closeAll(ctx context.Context) {
 		closeOp(t.o)
 	}
 	s.backlog = nil
+	for {
+		select {
+		case t := <-s.work: // handed to a worker that stopped first
+			closeOp(t.o)
+		default:
+			return
+		}
+	}
 }
 
 // timerHeap orders sessions by deadline.

@@ -35,6 +35,7 @@ type op struct {
 	sub     subscription // opSubscribe
 	up      Session      // opClose
 	hasWill bool         // opClose
+	gen     uint64       // the session generation it was asked in
 	resub   bool         // opSubscribe: the node was already subscribed
 }
 
@@ -47,6 +48,7 @@ type opResult struct {
 }
 
 func (s *shard) enqueue(sess *session, o op) {
+	o.gen = sess.upGen
 	sess.ops = append(sess.ops, o)
 	if !sess.opBusy {
 		s.startOp(sess)
@@ -191,9 +193,34 @@ func (s *shard) opDone(now time.Time, sess *session, o op, r opResult) {
 		}
 		return
 	}
+	stale := o.gen != sess.upGen // a clean CONNECT reset the session since
 	switch o.kind {
 	case opOpen:
 		s.openDone(now, sess, r)
+	case opPublish, opSubscribe, opUnsubscribe:
+		if stale {
+			break // the node that asked is gone; nothing to answer
+		}
+		s.nodeOpDone(now, sess, o, r)
+	case opClose:
+		s.g.stats.UpstreamClosed.Add(1)
+		if r.err != nil {
+			sess.log.Debug("upstream close", zap.Error(r.err))
+		}
+	}
+	s.startOp(sess)
+	if !sess.opBusy && sess.state != sleepmgr.Active && sess.state != sleepmgr.Asleep &&
+		sess.state != sleepmgr.Awake && sess.phase == phaseNone && (sess.clean || !sess.everConnected) && sess.up == nil {
+		s.dropSession(sess)
+		return
+	}
+	s.schedule(sess)
+}
+
+// nodeOpDone answers the node for a finished publish, subscribe or
+// unsubscribe.
+func (s *shard) nodeOpDone(now time.Time, sess *session, o op, r opResult) {
+	switch o.kind {
 	case opPublish:
 		s.publishDone(sess, o, r.err)
 	case opSubscribe:
@@ -219,19 +246,7 @@ func (s *shard) opDone(now time.Time, sess *session, o op, r opResult) {
 			sess.log.Debug("unsubscribe failed upstream", zap.String("filter", o.filter), zap.Error(r.err))
 		}
 		s.send(sess, &snpacket.Unsuback{MsgID: o.msgID})
-	case opClose:
-		s.g.stats.UpstreamClosed.Add(1)
-		if r.err != nil {
-			sess.log.Debug("upstream close", zap.Error(r.err))
-		}
 	}
-	s.startOp(sess)
-	if !sess.opBusy && sess.state != sleepmgr.Active && sess.state != sleepmgr.Asleep &&
-		sess.state != sleepmgr.Awake && sess.phase == phaseNone && sess.clean && sess.up == nil {
-		s.dropSession(sess)
-		return
-	}
-	s.schedule(sess)
 }
 
 func (s *shard) openDone(now time.Time, sess *session, r opResult) {
@@ -291,6 +306,9 @@ func (s *shard) publishDone(sess *session, o op, err error) {
 			delete(sess.qos2, o.msgID)
 			s.send(sess, &snpacket.Puback{TopicID: o.topicID, MsgID: o.msgID, ReturnCode: snpacket.RejectedCongestion})
 			return
+		}
+		if sess.qos2 == nil {
+			sess.qos2 = map[uint16]bool{}
 		}
 		sess.qos2[o.msgID] = true
 		s.send(sess, &snpacket.Pubrec{MsgID: o.msgID})

@@ -13,19 +13,17 @@ import (
 	"time"
 
 	"github.com/eclipse/paho.golang/paho"
-	"go.uber.org/zap/zaptest"
 
-	"github.com/mqttsn-gateway/mqttsn-gateway/broker"
 	"github.com/mqttsn-gateway/mqttsn-gateway/gateway"
 	"github.com/mqttsn-gateway/mqttsn-gateway/internal/testbroker"
+	"github.com/mqttsn-gateway/mqttsn-gateway/internal/testgw"
 	"github.com/mqttsn-gateway/mqttsn-gateway/snclient"
 	"github.com/mqttsn-gateway/mqttsn-gateway/snpacket"
-	"github.com/mqttsn-gateway/mqttsn-gateway/upstream"
 )
 
 // Wait bounds every wait for an event. It is generous: a test waits on the
 // event itself, so a slow machine only makes it slower, never red.
-const Wait = 10 * time.Second
+const Wait = testgw.Wait
 
 // ForEachBroker runs fn once per available broker as a subtest.
 func ForEachBroker(t *testing.T, fn func(t *testing.T, tg testbroker.Target)) {
@@ -37,55 +35,18 @@ func ForEachBroker(t *testing.T, fn func(t *testing.T, tg testbroker.Target)) {
 
 // Env is a running gateway bridged to a broker.
 type Env struct {
-	Target  testbroker.Target
-	GW      *gateway.Gateway
-	Addr    string // the gateway's UDP address
-	Cfg     gateway.Config
-	upCfg   upstream.Config
-	stopped chan struct{}
+	Target testbroker.Target
+	GW     *gateway.Gateway
+	Addr   string // the gateway's UDP address
+	Cfg    gateway.Config
 }
 
 // RunGateway starts a gateway on 127.0.0.1:0 bridged to tg and stops it in
 // t.Cleanup. cfg may leave Listen empty; opts may add transports (DTLS).
 func RunGateway(t testing.TB, tg testbroker.Target, cfg gateway.Config, opts ...gateway.Option) *Env {
 	t.Helper()
-	if len(cfg.Listen) == 0 {
-		cfg.Listen = []string{"127.0.0.1:0"}
-	}
-	ucfg := upstream.Config{URL: tg.URL, ReconnectBackoffMin: 50 * time.Millisecond, ReconnectBackoffMax: 500 * time.Millisecond}
-	if tg.Broker() != nil {
-		ucfg.ReceiveMaximum = broker.ClientReceiveMaximum // as the command does
-	}
-	up, err := upstream.New(ucfg, zaptest.NewLogger(t).Named("upstream"))
-	if err != nil {
-		t.Fatalf("upstream: %v", err)
-	}
-	opts = append([]gateway.Option{gateway.WithUpstream(up), gateway.WithLogger(zaptest.NewLogger(t).Named("gateway"))}, opts...)
-	g, err := gateway.New(cfg, opts...)
-	if err != nil {
-		t.Fatalf("gateway.New: %v", err)
-	}
-	e := &Env{Target: tg, GW: g, Addr: g.Addrs()[0].String(), Cfg: cfg, upCfg: ucfg, stopped: make(chan struct{})}
-	go func() {
-		defer close(e.stopped)
-		if err := g.Serve(context.Background()); !errors.Is(err, gateway.ErrGatewayClosed) {
-			t.Errorf("Serve: %v", err)
-		}
-	}()
-	select {
-	case <-g.Ready():
-	case <-time.After(Wait):
-		t.Fatal("gateway not ready")
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), Wait)
-		defer cancel()
-		if err := g.Shutdown(ctx); err != nil {
-			t.Errorf("Shutdown: %v", err)
-		}
-		<-e.stopped
-	})
-	return e
+	g := testgw.Start(t, tg, cfg, opts...)
+	return &Env{Target: tg, GW: g, Addr: g.Addrs()[0].String(), Cfg: cfg}
 }
 
 // Node is a raw MQTT-SN client talking to the gateway.

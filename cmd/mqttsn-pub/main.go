@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/mqttsn-gateway/mqttsn-gateway/internal/cli"
+
 	"github.com/mqttsn-gateway/mqttsn-gateway/snclient"
 	"github.com/mqttsn-gateway/mqttsn-gateway/snpacket"
 )
@@ -81,7 +83,7 @@ func parse(args []string, stderr io.Writer) (*config, int) {
 		fs.PrintDefaults()
 	}
 	cfg := &config{retryInterval: snclient.DefaultRetryInterval}
-	predef := predefinedFlag{}
+	predef := cli.PredefinedFlag{}
 	var (
 		host        = fs.String("h", "127.0.0.1", "gateway `host`")
 		port        = fs.Int("p", 1884, "gateway UDP `port`")
@@ -104,7 +106,7 @@ func parse(args []string, stderr io.Writer) (*config, int) {
 	fs.BoolVar(&cfg.retain, "r", false, "retain the message")
 	fs.BoolVar(&cfg.debug, "d", false, "print the protocol exchange on standard error")
 	fs.Var(predef, "predefined", "predefined topic `id=name`, as configured on the gateway (repeatable)")
-	fs.Var(durationFlag{&cfg.retryInterval}, "retry-interval", "Tretry: wait this `duration` for an answer before retransmitting")
+	fs.Var(cli.DurationFlag{D: &cfg.retryInterval}, "retry-interval", "Tretry: wait this `duration` for an answer before retransmitting")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil, 0
@@ -176,7 +178,7 @@ func parse(args []string, stderr io.Writer) (*config, int) {
 }
 
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	stderr = &syncWriter{w: stderr}
+	stderr = &cli.SyncWriter{W: stderr}
 	cfg, code := parse(args, stderr)
 	if cfg == nil {
 		return code
@@ -189,7 +191,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 }
 
 func publish(ctx context.Context, cfg *config, stdin io.Reader, stderr io.Writer) error {
-	cfg.opts.Logger = newLogger(cfg.debug, stderr)
+	cfg.opts.Logger = cli.NewLogger(cfg.debug, stderr)
 	c, err := snclient.DialClient(ctx, cfg.addr, cfg.opts)
 	if err != nil {
 		return err

@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/mqttsn-gateway/mqttsn-gateway/internal/cli"
+
 	"github.com/mqttsn-gateway/mqttsn-gateway/snclient"
 	"github.com/mqttsn-gateway/mqttsn-gateway/snpacket"
 )
@@ -89,7 +91,7 @@ func parse(args []string, stderr io.Writer) (*config, int) {
 		fs.PrintDefaults()
 	}
 	cfg := &config{retryInterval: snclient.DefaultRetryInterval}
-	predef := predefinedFlag{}
+	predef := cli.PredefinedFlag{}
 	var (
 		topics     listFlag
 		ids        idListFlag
@@ -105,12 +107,12 @@ func parse(args []string, stderr io.Writer) (*config, int) {
 	fs.Var(&ids, "topic-id", "predefined topic `id` to subscribe to (repeatable)")
 	fs.BoolVar(&cfg.verbose, "v", false, "print the topic before each payload")
 	fs.IntVar(&cfg.count, "C", 0, "exit after `count` messages")
-	fs.Var(durationFlag{&cfg.timeout}, "W", "exit with status 3 after this `duration` (seconds, or e.g. 90s, 5m)")
-	fs.Var(durationFlag{&cfg.sleep}, "sleep", "act as a sleeping node, announcing this sleep `duration` (seconds, or e.g. 10m)")
-	fs.Var(durationFlag{&cfg.wakeEvery}, "wake-every", "with --sleep, wake up every `interval` to collect messages (default half of --sleep)")
+	fs.Var(cli.DurationFlag{D: &cfg.timeout}, "W", "exit with status 3 after this `duration` (seconds, or e.g. 90s, 5m)")
+	fs.Var(cli.DurationFlag{D: &cfg.sleep}, "sleep", "act as a sleeping node, announcing this sleep `duration` (seconds, or e.g. 10m)")
+	fs.Var(cli.DurationFlag{D: &cfg.wakeEvery}, "wake-every", "with --sleep, wake up every `interval` to collect messages (default half of --sleep)")
 	fs.BoolVar(&cfg.debug, "d", false, "print the protocol exchange on standard error")
 	fs.Var(predef, "predefined", "predefined topic `id=name`, as configured on the gateway (repeatable)")
-	fs.Var(durationFlag{&cfg.retryInterval}, "retry-interval", "Tretry: wait this `duration` for an answer before retransmitting")
+	fs.Var(cli.DurationFlag{D: &cfg.retryInterval}, "retry-interval", "Tretry: wait this `duration` for an answer before retransmitting")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil, 0
@@ -175,7 +177,7 @@ func parse(args []string, stderr io.Writer) (*config, int) {
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	stderr = &syncWriter{w: stderr}
+	stderr = &cli.SyncWriter{W: stderr}
 	cfg, code := parse(args, stderr)
 	if cfg == nil {
 		return code
@@ -212,7 +214,7 @@ func subscribe(ctx context.Context, cfg *config, stdout, stderr io.Writer) (int,
 			close(enough)
 		}
 	}
-	cfg.opts.Logger = newLogger(cfg.debug, stderr)
+	cfg.opts.Logger = cli.NewLogger(cfg.debug, stderr)
 	cfg.opts.DefaultHandler = handler // a persistent session's leftovers
 	cfg.opts.OnConnectionLost = func(err error) {
 		select {

@@ -1,4 +1,6 @@
-package main
+// Package cli holds what the command-line tools share: flag types and
+// their logging set-up.
+package cli
 
 import (
 	"fmt"
@@ -12,10 +14,10 @@ import (
 	"go.uber.org/zap/zapcore"
 )
 
-// predefinedFlag collects repeatable --predefined id=name flags.
-type predefinedFlag map[uint16]string
+// PredefinedFlag collects repeatable --predefined id=name flags.
+type PredefinedFlag map[uint16]string
 
-func (p predefinedFlag) String() string {
+func (p PredefinedFlag) String() string {
 	var b strings.Builder
 	for id, name := range p {
 		if b.Len() > 0 {
@@ -26,7 +28,7 @@ func (p predefinedFlag) String() string {
 	return b.String()
 }
 
-func (p predefinedFlag) Set(s string) error {
+func (p PredefinedFlag) Set(s string) error {
 	idStr, name, ok := strings.Cut(s, "=")
 	if !ok || name == "" {
 		return fmt.Errorf("want id=topic/name, e.g. 1=sensors/temp")
@@ -39,32 +41,32 @@ func (p predefinedFlag) Set(s string) error {
 	return nil
 }
 
-// durationFlag accepts a Go duration ("90s", "10m") or whole seconds ("90").
-type durationFlag struct{ d *time.Duration }
+// DurationFlag accepts a Go duration ("90s", "10m") or whole seconds ("90").
+type DurationFlag struct{ D *time.Duration }
 
-func (f durationFlag) String() string {
-	if f.d == nil || *f.d == 0 {
+func (f DurationFlag) String() string {
+	if f.D == nil || *f.D == 0 {
 		return ""
 	}
-	return f.d.String()
+	return f.D.String()
 }
 
-func (f durationFlag) Set(s string) error {
+func (f DurationFlag) Set(s string) error {
 	if n, err := strconv.ParseUint(s, 10, 32); err == nil {
-		*f.d = time.Duration(n) * time.Second
+		*f.D = time.Duration(n) * time.Second
 		return nil
 	}
 	d, err := time.ParseDuration(s)
 	if err != nil || d < 0 {
 		return fmt.Errorf("want a duration such as 30s, 10m or a number of seconds")
 	}
-	*f.d = d
+	*f.D = d
 	return nil
 }
 
-// newLogger logs the protocol to w at debug level when debug is set, and
+// NewLogger logs the protocol to w at debug level when debug is set, and
 // discards everything otherwise.
-func newLogger(debug bool, w io.Writer) *zap.Logger {
+func NewLogger(debug bool, w io.Writer) *zap.Logger {
 	if !debug {
 		return zap.NewNop()
 	}
@@ -73,15 +75,15 @@ func newLogger(debug bool, w io.Writer) *zap.Logger {
 	return zap.New(zapcore.NewCore(zapcore.NewConsoleEncoder(enc), zapcore.AddSync(w), zapcore.DebugLevel))
 }
 
-// syncWriter serializes writes from the client's goroutines and the
+// SyncWriter serializes writes from the client's goroutines and the
 // command's own.
-type syncWriter struct {
+type SyncWriter struct {
 	mu sync.Mutex
-	w  io.Writer
+	W  io.Writer
 }
 
-func (s *syncWriter) Write(p []byte) (int, error) {
+func (s *SyncWriter) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.w.Write(p)
+	return s.W.Write(p)
 }
