@@ -23,6 +23,9 @@ const (
 	// wait for the broker's acknowledgement when the caller's context has
 	// no earlier deadline.
 	DefaultAckTimeout = 30 * time.Second
+	// DefaultWillDelay is the Will Delay Interval registered with the
+	// broker together with a node's will.
+	DefaultWillDelay = 60 * time.Second
 )
 
 // Config configures the upstream MQTT v5 connections. Zero values mean "use
@@ -64,6 +67,14 @@ type Config struct {
 	// AckTimeout bounds the wait for PUBACK/PUBCOMP/SUBACK/UNSUBACK
 	// (default 30s); the caller's context may end the wait earlier.
 	AckTimeout time.Duration
+	// WillDelay (broker.will_delay, default 60s, whole seconds) is sent as
+	// the Will Delay Interval of every will registered with the broker,
+	// and the session expiry sent in CONNECT is raised to at least this
+	// much for sessions with a will. The broker then publishes a node's
+	// will only if the gateway stays away longer than WillDelay (a gateway
+	// crash); a broker-side link blip that the reconnect loop repairs
+	// within WillDelay publishes nothing (MQTT 5 §3.1.3.2.2).
+	WillDelay time.Duration
 }
 
 // endpoint is the validated, resolved form of Config.URL plus TLS.
@@ -90,6 +101,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.AckTimeout == 0 {
 		c.AckTimeout = DefaultAckTimeout
+	}
+	if c.WillDelay == 0 {
+		c.WillDelay = DefaultWillDelay
 	}
 }
 
@@ -135,6 +149,10 @@ func (c *Config) validate() (endpoint, error) {
 		return ep, fmt.Errorf("broker.connect_timeout: %v is negative", c.ConnectTimeout)
 	case c.AckTimeout < 0:
 		return ep, fmt.Errorf("broker.ack_timeout: %v is negative", c.AckTimeout)
+	case c.WillDelay < 0:
+		return ep, fmt.Errorf("broker.will_delay: %v is negative", c.WillDelay)
+	case c.WillDelay%time.Second != 0:
+		return ep, fmt.Errorf("broker.will_delay: %v is not whole seconds", c.WillDelay)
 	case c.ReconnectBackoffMin < 0:
 		return ep, fmt.Errorf("broker.reconnect_backoff_min: %v is negative", c.ReconnectBackoffMin)
 	case c.ReconnectBackoffMax < c.ReconnectBackoffMin:

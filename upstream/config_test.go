@@ -27,6 +27,9 @@ func TestConfigValidate(t *testing.T) {
 		{"keepalive fraction", Config{URL: "mqtt://x", KeepAlive: 1500 * time.Millisecond}, "broker.keep_alive", ""},
 		{"keepalive too long", Config{URL: "mqtt://x", KeepAlive: 70000 * time.Second}, "broker.keep_alive", ""},
 		{"backoff order", Config{URL: "mqtt://x", ReconnectBackoffMin: time.Minute, ReconnectBackoffMax: time.Second}, "broker.reconnect_backoff_max", ""},
+		{"will delay negative", Config{URL: "mqtt://x", WillDelay: -time.Second}, "broker.will_delay: -1s is negative", ""},
+		{"will delay fraction", Config{URL: "mqtt://x", WillDelay: 1500 * time.Millisecond}, "broker.will_delay", ""},
+		{"will delay", Config{URL: "mqtt://x", WillDelay: time.Second}, "", "x:1883"},
 		{"missing CA file", Config{URL: "mqtts://x", CAFile: "/nonexistent/ca.pem"}, "broker.ca_file", ""},
 		{"cert without key", Config{URL: "mqtts://x", CertFile: "c.pem"}, "broker.key_file", ""},
 	}
@@ -57,7 +60,7 @@ func TestConfigDefaults(t *testing.T) {
 	c := u.cfg
 	if c.KeepAlive != 60*time.Second || c.ConnectTimeout != 10*time.Second ||
 		c.ReconnectBackoffMin != time.Second || c.ReconnectBackoffMax != 30*time.Second ||
-		c.ReceiveMaximum != 16 || c.AckTimeout != DefaultAckTimeout {
+		c.ReceiveMaximum != 16 || c.AckTimeout != DefaultAckTimeout || c.WillDelay != 60*time.Second {
 		t.Fatalf("defaults: %+v", c)
 	}
 }

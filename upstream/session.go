@@ -33,8 +33,20 @@ type session struct {
 	log      *zap.Logger
 	state    *state.State
 
+	// will is the will registered with the broker (nil if none).
+	// wantExpiry is the session expiry the gateway asked for (seconds);
+	// sentExpiry is what CONNECT carries: at least Config.WillDelay when
+	// a will is registered, so that the broker keeps the session (and
+	// holds the delayed will) across a link blip. Close lowers it back to
+	// wantExpiry in DISCONNECT.
+	will       *paho.WillMessage
+	willDelay  uint32
+	wantExpiry uint32
+	sentExpiry uint32
+
 	mu        sync.Mutex
 	cur       *paho.Client    // nil while disconnected or closing
+	curExpiry uint32          // session expiry in force for cur (CONNACK may lower it)
 	subs      map[string]byte // filter -> requested QoS
 	needResub bool            // the broker lost the session; restore subs
 	closing   bool
@@ -61,16 +73,28 @@ func newSession(u *Upstream, opts gateway.SessionOptions, deliver func(gateway.M
 	log := u.log.With(zap.String("client_id", clientID))
 	st := state.NewInMemory()
 	st.SetErrorLogger(pahoLogger{log: log, level: zap.WarnLevel})
-	return &session{
-		up:       u,
-		opts:     opts,
-		clientID: clientID,
-		deliver:  deliver,
-		log:      log,
-		state:    st,
-		subs:     make(map[string]byte),
-		done:     make(chan struct{}),
+	s := &session{
+		up:         u,
+		opts:       opts,
+		clientID:   clientID,
+		deliver:    deliver,
+		log:        log,
+		state:      st,
+		wantExpiry: secondsU32(opts.SessionExpiry),
+		subs:       make(map[string]byte),
+		done:       make(chan struct{}),
 	}
+	s.sentExpiry = s.wantExpiry
+	// An empty will message is legal in MQTT-SN and MQTT v5, but some
+	// brokers (mochi) refuse a CONNECT with an empty will payload. The
+	// gateway publishes a lost node's will itself, so such a will is
+	// simply not registered with the broker.
+	if w := opts.Will; w != nil && len(w.Payload) > 0 {
+		s.will = &paho.WillMessage{Topic: w.Topic, Payload: w.Payload, QoS: w.QoS, Retain: w.Retain}
+		s.willDelay = secondsU32(u.cfg.WillDelay)
+		s.sentExpiry = max(s.wantExpiry, s.willDelay)
+	}
+	return s
 }
 
 // connect dials and performs CONNECT/CONNACK, bounded by ctx and the
@@ -109,7 +133,7 @@ func (s *session) connect(ctx context.Context, cleanStart bool) (*paho.Client, *
 	}
 	cli.SetErrorLogger(pahoLogger{log: s.log, level: zap.WarnLevel})
 
-	expiry := secondsU32(s.opts.SessionExpiry)
+	expiry := s.sentExpiry
 	recvMax := cfg.ReceiveMaximum
 	cp := &paho.Connect{
 		ClientID:   s.clientID,
@@ -128,12 +152,10 @@ func (s *session) connect(ctx context.Context, cleanStart bool) (*paho.Client, *
 	if cfg.Password != "" {
 		cp.Password, cp.PasswordFlag = []byte(cfg.Password), true
 	}
-	// An empty will message is legal in MQTT-SN and MQTT v5, but some
-	// brokers (mochi) refuse a CONNECT with an empty will payload. The
-	// gateway publishes a lost node's will itself, so such a will is
-	// simply not registered with the broker.
-	if w := s.opts.Will; w != nil && len(w.Payload) > 0 {
-		cp.WillMessage = &paho.WillMessage{Topic: w.Topic, Payload: w.Payload, QoS: w.QoS, Retain: w.Retain}
+	if s.will != nil {
+		delay := s.willDelay
+		cp.WillMessage = s.will
+		cp.WillProperties = &paho.WillProperties{WillDelayInterval: &delay}
 	}
 
 	ca, err := cli.Connect(ctx, cp)
@@ -155,7 +177,7 @@ func (s *session) connect(ctx context.Context, cleanStart bool) (*paho.Client, *
 
 // install makes cli the current connection. It reports false (and leaves
 // cli to its fate) if cli already shut down or the session is closing.
-func (s *session) install(cli *paho.Client) bool {
+func (s *session) install(cli *paho.Client, ca *paho.Connack) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closing {
@@ -167,17 +189,22 @@ func (s *session) install(cli *paho.Client) bool {
 		return false
 	default:
 	}
-	s.setCurLocked(cli)
+	s.setCurLocked(cli, ca)
 	return true
 }
 
 // setCurLocked installs cli with a fresh connection context, and a fresh
 // epoch if the previous one ended.
-func (s *session) setCurLocked(cli *paho.Client) {
+func (s *session) setCurLocked(cli *paho.Client, ca *paho.Connack) {
 	if s.cur == nil {
 		s.up.counters.connected.Add(1)
 	}
 	s.cur = cli
+	// As paho's session state: the broker's value if it sent one.
+	s.curExpiry = s.sentExpiry
+	if ca.Properties != nil && ca.Properties.SessionExpiryInterval != nil {
+		s.curExpiry = *ca.Properties.SessionExpiryInterval
+	}
 	s.connCtx, s.endConn = context.WithCancelCause(context.Background())
 	if s.epochCtx == nil || s.epochCtx.Err() != nil {
 		s.epochCtx, s.endEpoch = context.WithCancelCause(context.Background())
@@ -196,7 +223,7 @@ func (s *session) lost(cli *paho.Client, err error) {
 	s.up.counters.connected.Add(-1)
 	s.up.counters.lost.Add(1)
 	s.endConn(ErrConnectionLost)
-	if secondsU32(s.opts.SessionExpiry) == 0 {
+	if s.curExpiry == 0 {
 		s.endEpoch(ErrConnectionLost) // paho's state dropped everything
 	}
 	if s.closing {
@@ -272,7 +299,7 @@ func (s *session) reconnectOnce(ctx context.Context) error {
 	s.mu.Lock()
 	if s.closing {
 		s.mu.Unlock()
-		_ = cli.Disconnect(&paho.Disconnect{ReasonCode: 0})
+		_ = cli.Disconnect(s.closingDisconnect())
 		return errReconnectAborted
 	}
 	select {
@@ -281,7 +308,7 @@ func (s *session) reconnectOnce(ctx context.Context) error {
 		return errConnDropped
 	default:
 	}
-	s.setCurLocked(cli)
+	s.setCurLocked(cli, ca)
 	s.abort = nil
 	s.mu.Unlock()
 	return nil
@@ -490,7 +517,7 @@ func (s *session) Close(ctx context.Context) error {
 		// in progress; do it off the caller's goroutine so ctx bounds Close.
 		go func() {
 			if cli != nil {
-				_ = cli.Disconnect(&paho.Disconnect{ReasonCode: 0})
+				_ = cli.Disconnect(s.closingDisconnect())
 			}
 			s.wg.Wait()
 			_ = s.state.Close() // fails Publish calls still waiting for an ack
@@ -506,6 +533,20 @@ func (s *session) Close(ctx context.Context) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// closingDisconnect is the DISCONNECT that ends the session: reason code
+// 0x00 (the broker discards the will) and, if CONNECT raised the session
+// expiry for the will delay, the expiry the gateway asked for (MQTT 5
+// §3.14.2.2.2 allows lowering a non-zero CONNECT value), so that the
+// broker session of a clean node ends at once.
+func (s *session) closingDisconnect() *paho.Disconnect {
+	d := &paho.Disconnect{ReasonCode: 0}
+	if s.wantExpiry < s.sentExpiry {
+		want := s.wantExpiry
+		d.Properties = &paho.DisconnectProperties{SessionExpiryInterval: &want}
+	}
+	return d
 }
 
 // Done is closed once the session has ended after Close. Reconnecting never

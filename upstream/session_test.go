@@ -2,7 +2,6 @@ package upstream
 
 import (
 	"context"
-	"errors"
 	"testing"
 	"time"
 
@@ -87,50 +86,6 @@ func TestSubscribeRefused(t *testing.T) {
 			t.Fatal("Subscribe to an invalid filter succeeded")
 		} else {
 			t.Logf("Subscribe: %v", err)
-		}
-	})
-}
-
-func TestWill(t *testing.T) {
-	checkLeaks(t)
-	forEachBroker(t, func(t *testing.T, tg testbroker.Target) {
-		open := opener(testUpstream(t, tg.URL))
-		in := make(inbox, 16)
-		obs := open(t, gateway.SessionOptions{ClientID: uniqueID("obs"), CleanStart: true}, in.deliver)
-		subscribe(t, obs, topicOf(t, "#"), 1)
-
-		// Dropped abruptly: the broker publishes the will.
-		willTopic := topicOf(t, "will", "dropped")
-		w := open(t, gateway.SessionOptions{
-			ClientID: uniqueID("w"), CleanStart: true,
-			Will: &gateway.Message{Topic: willTopic, Payload: []byte("gone"), QoS: 1},
-		}, nil)
-		dropConn(t, w)
-		in.expect(t, willTopic, "gone", 1)
-
-		// The session reconnects by itself and can publish again.
-		eventually(t, "publish after drop", func() error {
-			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-			defer cancel()
-			return w.Publish(ctx, gateway.Message{Topic: topicOf(t, "back"), Payload: []byte("x"), QoS: 1})
-		})
-		in.expect(t, topicOf(t, "back"), "x", 1)
-
-		// Closed cleanly: no will.
-		cleanTopic := topicOf(t, "will", "closed")
-		c := open(t, gateway.SessionOptions{
-			ClientID: uniqueID("c"), CleanStart: true,
-			Will: &gateway.Message{Topic: cleanTopic, Payload: []byte("gone"), QoS: 1},
-		}, nil)
-		closeSession(t, c)
-		publish(t, obs, topicOf(t, "marker"), "m", 1, false)
-		in.expect(t, topicOf(t, "marker"), "m", 1) // fails on the will if it came first
-		in.expectNothing(t, 100*time.Millisecond)
-
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		if err := c.Publish(ctx, gateway.Message{Topic: "x", QoS: 0}); !errors.Is(err, ErrClosed) {
-			t.Fatalf("Publish after Close: %v, want ErrClosed", err)
 		}
 	})
 }

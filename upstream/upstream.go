@@ -91,12 +91,12 @@ func (u *Upstream) Open(ctx context.Context, opts gateway.SessionOptions, delive
 		return nil, fmt.Errorf("upstream: Open: will QoS %d", opts.Will.QoS)
 	}
 	s := newSession(u, opts, deliver)
-	cli, _, err := s.connect(ctx, opts.CleanStart)
+	cli, ca, err := s.connect(ctx, opts.CleanStart)
 	if err != nil {
 		_ = s.state.Close()
 		return nil, err
 	}
-	if !s.install(cli) {
+	if !s.install(cli, ca) {
 		_ = s.state.Close()
 		return nil, fmt.Errorf("upstream: connect %s: %w", u.ep.hostPort, errConnDropped)
 	}
