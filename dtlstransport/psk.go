@@ -26,7 +26,7 @@ func readPSKFile(name string) (pskKeys, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dtls: dtls.psk_file: %w", err)
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // read only
 	return parsePSK(name, f)
 }
 

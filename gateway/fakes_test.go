@@ -191,11 +191,10 @@ func (s *fakeSession) Done() <-chan struct{} { return s.done }
 
 // rig is a gateway over a memTransport and a fakeUpstream.
 type rig struct {
-	t   testing.TB
-	g   *Gateway
-	tr  *memTransport
-	up  *fakeUpstream
-	ctx context.Context
+	t  testing.TB
+	g  *Gateway
+	tr *memTransport
+	up *fakeUpstream
 }
 
 func newRig(t testing.TB, cfg Config) *rig {

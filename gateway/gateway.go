@@ -298,7 +298,7 @@ func (g *Gateway) send(to peer, p snpacket.Packet) int {
 // sendRadius is send with a broadcast radius for a forwarder (spec §5.5).
 // It returns the bytes written, 0 on failure.
 func (g *Gateway) sendRadius(to peer, p snpacket.Packet, radius uint8) int {
-	var out snpacket.Packet = p
+	out := p
 	if to.key.node != "" {
 		out = &snpacket.Encapsulated{Radius: radius & 0x03, NodeID: []byte(to.key.node), Message: p}
 	}

@@ -154,6 +154,7 @@ func (g *Gateway) noSession(from peer, pkt snpacket.Packet) {
 		snpacket.TypeUnsubscribe, snpacket.TypePingReq, snpacket.TypeDisconnect,
 		snpacket.TypeWillTopicUpd, snpacket.TypeWillMsgUpd, snpacket.TypePubrel:
 		g.send(from, &snpacket.Disconnect{})
+	default: // acknowledgements and the rest: dropped
 	}
 }
 

@@ -327,6 +327,7 @@ func (s *shard) abandonConnect(now time.Time, sess *session) {
 	case sleepmgr.Active, sleepmgr.Asleep, sleepmgr.Awake:
 		sess.transition(sleepmgr.EvDisconnect)
 		s.closeUpstream(sess, nil)
+	default: // not connected: nothing to end
 	}
 	s.unbindSession(sess)
 	sess.supervise(now)

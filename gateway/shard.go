@@ -32,7 +32,9 @@ type shard struct {
 	timers   timerHeap
 	timer    *time.Timer
 	armedAt  time.Time
-	ctx      context.Context
+	// ctx is the loop's context, set once when run starts; operations and
+	// deliveries for the shard's sessions derive from it.
+	ctx context.Context //nolint:containedctx // owned by the shard's loop, like its timer
 }
 
 func newShard(g *Gateway, id int) *shard {

@@ -246,6 +246,7 @@ func (s *shard) nodeOpDone(now time.Time, sess *session, o op, r opResult) {
 			sess.log.Debug("unsubscribe failed upstream", zap.String("filter", o.filter), zap.Error(r.err))
 		}
 		s.send(sess, &snpacket.Unsuback{MsgID: o.msgID})
+	default: // opOpen and opClose answer no node request
 	}
 }
 
@@ -312,6 +313,7 @@ func (s *shard) publishDone(sess *session, o op, err error) {
 		}
 		sess.qos2[o.msgID] = true
 		s.send(sess, &snpacket.Pubrec{MsgID: o.msgID})
+	default: // QoS 0 and -1: nothing to answer
 	}
 }
 
@@ -408,6 +410,7 @@ func (s *shard) onPublish(now time.Time, sess *session, p *snpacket.Publish) {
 			sess.qos2 = map[uint16]bool{}
 		}
 		sess.qos2[p.MsgID] = false
+	default: // QoS 0 (and -1, which the reader forwards itself): no state
 	}
 	s.enqueue(sess, o)
 }

@@ -50,8 +50,9 @@ func (s State) String() string {
 		return "awake"
 	case Lost:
 		return "lost"
+	default:
+		return "State(" + strconv.Itoa(int(s)) + ")"
 	}
-	return "State(" + strconv.Itoa(int(s)) + ")"
 }
 
 // Event is something that moves a client between states.

@@ -12,6 +12,7 @@ import (
 
 // addSeeds seeds f with every golden vector, valid and malformed.
 func addSeeds(f *testing.F) {
+	f.Helper()
 	for _, c := range snpackettest.Valid() {
 		f.Add(c.Raw)
 	}

@@ -242,7 +242,7 @@ func (e *Env) mqttClient(t testing.TB, id string, onPub func(paho.PublishReceive
 func clientID(s string) string {
 	b := []byte(s)
 	for i, c := range b {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
+		if (c < 'a' || c > 'z') && (c < 'A' || c > 'Z') && (c < '0' || c > '9') && c != '-' {
 			b[i] = '-'
 		}
 	}

@@ -81,7 +81,7 @@ func (p *sleepPublisher) Publish(topic, payload string, qos byte) {
 func sleepMQTTClientID(s string) string {
 	b := []byte(s)
 	for i, c := range b {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
+		if (c < 'a' || c > 'z') && (c < 'A' || c > 'Z') && (c < '0' || c > '9') && c != '-' {
 			b[i] = '-'
 		}
 	}
@@ -121,6 +121,7 @@ type sleepNode struct {
 }
 
 func sleepNewNode(t testing.TB, id string) *sleepNode {
+	t.Helper()
 	return &sleepNode{t: t, id: id, topics: map[uint16]string{}}
 }
 

@@ -125,8 +125,9 @@ func (l *StringList) UnmarshalYAML(n *yaml.Node) error {
 		}
 		*l = s
 		return nil
+	default:
+		return fmt.Errorf("line %d: want an address or a list of addresses", n.Line)
 	}
-	return fmt.Errorf("line %d: want an address or a list of addresses", n.Line)
 }
 
 // Load reads and checks a configuration file.
@@ -135,7 +136,7 @@ func Load(path string) (*File, error) {
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // read only
 	c, err := Parse(f)
 	if err != nil {
 		return nil, fmt.Errorf("config %s: %w", path, err)

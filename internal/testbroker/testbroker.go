@@ -202,6 +202,7 @@ type mosquitto struct {
 }
 
 func startMosquitto(t testing.TB, path, addr string) (*mosquitto, error) {
+	t.Helper()
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return nil, err
@@ -234,7 +235,7 @@ func startMosquitto(t testing.TB, path, addr string) (*mosquitto, error) {
 		}
 		select {
 		case <-m.exited:
-			return nil, fmt.Errorf("mosquitto exited before listening on %s: %v\n%s", addr, m.waitErr, m.out)
+			return nil, fmt.Errorf("mosquitto exited before listening on %s: %w\n%s", addr, m.waitErr, m.out)
 		case <-deadline.C:
 			m.stop(t)
 			return nil, fmt.Errorf("mosquitto not listening on %s after %v\n%s", addr, startTimeout, m.out)
