@@ -42,6 +42,7 @@ type File struct {
 		ReconnectBackoffMax time.Duration `yaml:"reconnect_backoff_max"`
 		ReceiveMaximum      uint16        `yaml:"receive_maximum"`
 		SessionExpiry       time.Duration `yaml:"session_expiry"`
+		WillDelay           time.Duration `yaml:"will_delay"`
 	} `yaml:"broker"`
 	EmbeddedBroker struct {
 		Listen string `yaml:"listen"`
@@ -327,6 +328,6 @@ func (c *File) Upstream() upstream.Config {
 		CAFile: b.CAFile, CertFile: b.CertFile, KeyFile: b.KeyFile, ServerName: b.ServerName,
 		InsecureSkipVerify: b.InsecureSkipVerify, KeepAlive: b.KeepAlive, ConnectTimeout: b.ConnectTimeout,
 		ReconnectBackoffMin: b.ReconnectBackoffMin, ReconnectBackoffMax: b.ReconnectBackoffMax,
-		ReceiveMaximum: b.ReceiveMaximum,
+		ReceiveMaximum: b.ReceiveMaximum, WillDelay: b.WillDelay,
 	}
 }

@@ -2,6 +2,7 @@ package config
 
 import (
 	"github.com/mqttsn-gateway/mqttsn-gateway/dtlstransport"
+	"github.com/mqttsn-gateway/mqttsn-gateway/upstream"
 	"net"
 	"os"
 	"reflect"
@@ -36,6 +37,12 @@ func TestExampleFile(t *testing.T) {
 	got.Shards, want.Shards = 0, 0 // documented as "0: 4 per CPU"
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("documented defaults differ from the code's:\n file %+v\n code %+v", got, want)
+	}
+	u := c.Upstream()
+	if u.KeepAlive != upstream.DefaultKeepAlive || u.ConnectTimeout != upstream.DefaultConnectTimeout ||
+		u.ReconnectBackoffMin != upstream.DefaultReconnectBackoffMin || u.ReconnectBackoffMax != upstream.DefaultReconnectBackoffMax ||
+		u.ReceiveMaximum != upstream.DefaultReceiveMaximum || u.WillDelay != upstream.DefaultWillDelay {
+		t.Errorf("documented broker defaults differ from the code's: %+v", u)
 	}
 	d := c.DTLS
 	fileDTLS := dtlstransport.Config{HandshakeTimeout: d.HandshakeTimeout, MaxHandshakes: d.MaxHandshakes, IdleTimeout: d.IdleTimeout}
