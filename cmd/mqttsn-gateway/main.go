@@ -142,6 +142,13 @@ func serve(ctx context.Context, cfg *config.File, log *zap.Logger, lvl zap.Atomi
 	ucfg := cfg.Upstream()
 	if ucfg.URL == "" {
 		b, err := broker.Start(cfg.EmbeddedBroker.Listen, log.Named("broker"))
+		if err != nil && cfg.EmbeddedBroker.Listen == config.DefaultEmbeddedBroker {
+			// Another broker (a packaged mosquitto, say) holds the default
+			// port: the zero-configuration start still works, elsewhere.
+			log.Warn("embedded broker: default address taken, using a free port",
+				zap.String("address", config.DefaultEmbeddedBroker), zap.Error(err))
+			b, err = broker.Start("127.0.0.1:0", log.Named("broker"))
+		}
 		if err != nil {
 			return fmt.Errorf("embedded_broker.listen %q: %w (is another broker running there? set --broker to use it)", cfg.EmbeddedBroker.Listen, err)
 		}

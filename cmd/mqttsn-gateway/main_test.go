@@ -3,14 +3,22 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/mqttsn-gateway/mqttsn-gateway/internal/config"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest"
 
 	"github.com/mqttsn-gateway/mqttsn-gateway/snclient"
 	"github.com/mqttsn-gateway/mqttsn-gateway/snpacket"
@@ -129,5 +137,44 @@ func TestBinaryServesAndStopsOnSIGTERM(t *testing.T) {
 		}
 	case <-time.After(20 * time.Second):
 		t.Fatal("no exit after SIGTERM")
+	}
+}
+
+// With another broker on the default embedded-broker port, the
+// zero-configuration start still serves, on a free port.
+func TestEmbeddedBrokerFallsBackWhenDefaultPortTaken(t *testing.T) {
+	l, err := net.Listen("tcp", config.DefaultEmbeddedBroker)
+	if err != nil {
+		t.Skipf("default port not free for the test: %v", err)
+	}
+	defer l.Close()
+	fellBack, serving := make(chan struct{}), make(chan struct{})
+	var once1, once2 sync.Once
+	log := zaptest.NewLogger(t).WithOptions(zap.Hooks(func(e zapcore.Entry) error {
+		switch {
+		case strings.HasPrefix(e.Message, "embedded broker: default address taken"):
+			once1.Do(func() { close(fellBack) })
+		case e.Message == "gateway serving":
+			once2.Do(func() { close(serving) })
+		}
+		return nil
+	}))
+	cfg := config.Default()
+	cfg.Listen.UDP = []string{"127.0.0.1:0"}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- serve(ctx, cfg, log, zap.NewAtomicLevel()) }()
+	for _, c := range []chan struct{}{fellBack, serving} {
+		select {
+		case <-c:
+		case err := <-done:
+			t.Fatalf("serve stopped: %v", err)
+		case <-time.After(30 * time.Second):
+			t.Fatal("gateway did not fall back and serve")
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
 }
