@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -74,8 +75,21 @@ func (b *Broker) Close() error {
 	}
 	b.closed = true
 	b.mu.Unlock()
-	return b.srv.Close()
+	// mochi can block for ever disconnecting a client whose writes are
+	// stuck (seen after its QoS 1 delivery stalled under load): bound it,
+	// so that the gateway still exits.
+	done := make(chan error, 1)
+	go func() { done <- b.srv.Close() }()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(closeTimeout):
+		return fmt.Errorf("broker: close did not finish within %v; giving up on its clients", closeTimeout)
+	}
 }
+
+// closeTimeout bounds Close.
+const closeTimeout = 5 * time.Second
 
 // Subscribe registers fn for messages matching filter, through the broker's
 // inline client (no network). fn runs on the publishing client's goroutine

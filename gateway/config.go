@@ -59,6 +59,11 @@ type Config struct {
 	// InboxSize bounds each shard's queue of datagrams; when full, further
 	// datagrams are dropped and counted. Default 1024.
 	InboxSize int
+	// UDPReadBuffer is the kernel receive buffer asked for on each UDP
+	// listener, in bytes: bursts beyond it are dropped by the kernel
+	// before the gateway sees them. Linux caps it at net.core.rmem_max.
+	// Default 4 MiB.
+	UDPReadBuffer int
 	// MaxClientIDLen is the longest ClientId accepted (the spec says 23;
 	// many nodes use longer ones). Default 64.
 	MaxClientIDLen int
@@ -100,6 +105,7 @@ const (
 	DefaultUpstreamTimeout   = 30 * time.Second
 	DefaultAdvertiseInterval = 15 * time.Minute
 	DefaultUpstreamWorkers   = 32
+	DefaultUDPReadBuffer     = 4 << 20
 )
 
 func (c *Config) setDefaults() {
@@ -135,6 +141,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.UpstreamTimeout == 0 {
 		c.UpstreamTimeout = DefaultUpstreamTimeout
+	}
+	if c.UDPReadBuffer == 0 {
+		c.UDPReadBuffer = DefaultUDPReadBuffer
 	}
 	if c.UpstreamWorkers == 0 {
 		c.UpstreamWorkers = DefaultUpstreamWorkers
@@ -198,6 +207,8 @@ func (c *Config) validate() error {
 		return errors.New("gateway: sleep.max_buffered_bytes must be positive")
 	case c.SessionExpiry < 0:
 		return errors.New("gateway: session expiry must be positive")
+	case c.UDPReadBuffer < 0:
+		return errors.New("gateway: limits.udp_read_buffer must be positive (bytes, e.g. 4194304)")
 	case c.UpstreamWorkers < 0 || c.UpstreamWorkers > 100000:
 		return errors.New("gateway: limits.upstream_workers must be between 1 and 100000")
 	case c.UpstreamTimeout < 0:

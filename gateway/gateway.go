@@ -124,7 +124,9 @@ func New(cfg Config, opts ...Option) (*Gateway, error) {
 			g.closeTransports()
 			return nil, fmt.Errorf("gateway: listen.udp %q: %w", a, err)
 		}
-		g.transports = append(g.transports, c.(*net.UDPConn))
+		uc := c.(*net.UDPConn)
+		g.setReadBuffer(uc, a)
+		g.transports = append(g.transports, uc)
 	}
 	g.transports = append(g.transports, g.extra...)
 	dests, err := g.resolveDestinations()
@@ -137,6 +139,19 @@ func New(cfg Config, opts ...Option) (*Gateway, error) {
 		g.shards = append(g.shards, newShard(g, i))
 	}
 	return g, nil
+}
+
+// setReadBuffer asks for Config.UDPReadBuffer and says so when the kernel
+// grants less (Linux caps it at net.core.rmem_max).
+func (g *Gateway) setReadBuffer(c *net.UDPConn, addr string) {
+	if err := c.SetReadBuffer(g.cfg.UDPReadBuffer); err != nil {
+		g.log.Warn("UDP receive buffer not set", zap.String("listen", addr), zap.Error(err))
+		return
+	}
+	if got := readBufferSize(c); got > 0 && got < g.cfg.UDPReadBuffer {
+		g.log.Warn("UDP receive buffer smaller than asked: bursts may be dropped by the kernel; raise net.core.rmem_max",
+			zap.String("listen", addr), zap.Int("asked", g.cfg.UDPReadBuffer), zap.Int("granted", got))
+	}
 }
 
 func (g *Gateway) closeTransports() {

@@ -403,3 +403,15 @@ func TestIdleSessionsForgotten(t *testing.T) {
 		}
 	})
 }
+
+// The UDP listeners get the receive buffer asked for.
+func TestUDPReadBuffer(t *testing.T) {
+	g, err := New(Config{Listen: []string{"127.0.0.1:0"}, UDPReadBuffer: 100000}, WithUpstream(newFakeUpstream()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.closeTransports()
+	if got := readBufferSize(g.transports[0].(*net.UDPConn)); got < 100000 {
+		t.Fatalf("receive buffer %d, asked 100000", got)
+	}
+}

@@ -16,3 +16,20 @@ func setBroadcast(_, _ string, c syscall.RawConn) error {
 	}
 	return serr
 }
+
+// readBufferSize is the socket's receive buffer as the kernel reports it
+// (Linux reports twice what it grants for bookkeeping), or 0 if unknown.
+func readBufferSize(c syscall.Conn) int {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return 0
+	}
+	n := 0
+	_ = rc.Control(func(fd uintptr) {
+		v, err := syscall.GetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF)
+		if err == nil {
+			n = v / 2
+		}
+	})
+	return n
+}

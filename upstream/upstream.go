@@ -15,9 +15,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"sync"
 	"time"
 
-	"github.com/eclipse/paho.golang/packets"
 	"go.uber.org/zap"
 
 	"github.com/mqttsn-gateway/mqttsn-gateway/gateway"
@@ -120,9 +120,28 @@ func (u *Upstream) dial(ctx context.Context) (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	// paho writes packets from several goroutines in several Write calls;
-	// serialise them (as autopaho does).
-	return packets.NewThreadSafeConn(conn), nil
+	// paho writes packets from several goroutines and serialises them when
+	// the connection is a sync.Locker. Embedding *net.TCPConn (rather than
+	// paho's own wrapper around net.Conn) keeps its writev path: one
+	// syscall per packet instead of four, the largest cost in the profile
+	// of QoS 1 traffic.
+	if tc, ok := conn.(*net.TCPConn); ok {
+		return &lockedTCPConn{TCPConn: tc}, nil
+	}
+	return &lockedConn{Conn: conn}, nil
+}
+
+// lockedTCPConn is a TCP connection that paho locks around each packet.
+type lockedTCPConn struct {
+	*net.TCPConn
+	sync.Mutex
+}
+
+// lockedConn is any other connection (TLS) that paho locks around each
+// packet.
+type lockedConn struct {
+	net.Conn
+	sync.Mutex
 }
 
 func secondsU32(d time.Duration) uint32 {

@@ -73,6 +73,7 @@ type File struct {
 		Shards            int `yaml:"shards"`
 		InboxSize         int `yaml:"inbox_size"`
 		UpstreamWorkers   int `yaml:"upstream_workers"`
+		UDPReadBuffer     int `yaml:"udp_read_buffer"`
 	} `yaml:"limits"`
 	Log struct {
 		Level  string `yaml:"level"`
@@ -309,6 +310,7 @@ func (c *File) Gateway() gateway.Config {
 		Shards:                 c.Limits.Shards,
 		InboxSize:              c.Limits.InboxSize,
 		UpstreamWorkers:        c.Limits.UpstreamWorkers,
+		UDPReadBuffer:          c.Limits.UDPReadBuffer,
 		SessionExpiry:          c.Broker.SessionExpiry,
 		Listen:                 c.Listen.UDP,
 		DisableIdentityBinding: !c.bindIdentity(),
