@@ -57,7 +57,7 @@ type Config struct {
 	// Shards is the number of session workers. Default 4 per CPU.
 	Shards int
 	// InboxSize bounds each shard's queue of datagrams; when full, further
-	// datagrams are dropped and counted. Default 1024.
+	// datagrams are dropped and counted. Default 4096.
 	InboxSize int
 	// UDPReadBuffer is the kernel receive buffer asked for on each UDP
 	// listener, in bytes: bursts beyond it are dropped by the kernel
@@ -95,7 +95,7 @@ type Config struct {
 const (
 	DefaultRetryInterval     = 10 * time.Second
 	DefaultRetryCount        = 3
-	DefaultInboxSize         = 1024
+	DefaultInboxSize         = 4096
 	DefaultMaxClientIDLen    = 64
 	DefaultMaxTopics         = 1000
 	DefaultMaxPacketSize     = 65507

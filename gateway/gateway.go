@@ -101,7 +101,7 @@ func New(cfg Config, opts ...Option) (*Gateway, error) {
 		index: make(map[peerKey]int),
 		ready: make(chan struct{}),
 		done:  make(chan struct{}),
-		qm1:   make(chan Message, 1024),
+		qm1:   make(chan Message, qosMinusOneQueue),
 	}
 	for _, o := range opts {
 		if err := o(g); err != nil {

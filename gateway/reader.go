@@ -158,6 +158,11 @@ func (g *Gateway) noSession(from peer, pkt snpacket.Packet) {
 	}
 }
 
+// qosMinusOneQueue bounds the QoS -1 publishes waiting for the gateway's
+// own upstream connection; beyond it they are dropped and counted. A
+// benchmark at 50,000 messages/s overflowed 1,024 in bursts.
+const qosMinusOneQueue = 16384
+
 // publishMinusOne forwards a QoS -1 publish through the gateway's own
 // upstream connection (spec §7.1). Only predefined ids and short names are
 // meaningful without a connection.
