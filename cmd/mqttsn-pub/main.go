@@ -37,6 +37,8 @@ Examples:
   mqttsn-pub --topic-id 1 -m 21.5 -q -1              predefined topic id 1 (named on the gateway)
   tail -f app.log | mqttsn-pub -t logs/app -l -q 1   one message per line
   mqttsn-pub -t a/b -m up --will-topic a/status --will-payload down -k 30
+  mqttsn-pub --dtls --psk-identity node-1 --psk 000102030405060708090a0b0c0d0e0f -t a/b -m secret
+  mqttsn-pub --dtls -h gw.example.com --cafile ca.pem -i node-1 -t a/b -m signed
 
 Topics: a two-character topic is sent as a short topic name, a name given
 with --predefined (or an id given with --topic-id) as a predefined topic id,
@@ -46,6 +48,7 @@ and any other name is registered with the gateway first (REGISTER). QoS -1
 Retransmission (spec §6.13): a request the gateway does not answer is sent
 again every --retry-interval, --retry-count times, then mqttsn-pub fails.
 
+` + cli.DTLSUsage + `
 Exit status: 0 when every message was sent (at QoS 1 and 2: acknowledged),
 1 when the gateway rejected a request or stopped answering, 2 on a usage
 error.
@@ -84,10 +87,12 @@ func parse(args []string, stderr io.Writer) (*config, int) {
 	}
 	cfg := &config{retryInterval: snclient.DefaultRetryInterval}
 	predef := cli.PredefinedFlag{}
+	var dtlsFlags cli.DTLSFlags
+	dtlsFlags.Register(fs)
 	var (
 		host        = fs.String("h", "127.0.0.1", "gateway `host`")
-		port        = fs.Int("p", 1884, "gateway UDP `port`")
-		id          = fs.String("i", "", "client `id` (default mqttsn-pub- and random hex)")
+		port        = fs.Int("p", 0, "gateway `port` (default 1884, or 1885 with --dtls)")
+		id          = fs.String("i", "", "client `id` (default: the DTLS identity, else mqttsn-pub- and random hex)")
 		topic       = fs.String("t", "", "`topic` to publish to")
 		topicID     = fs.Uint("topic-id", 0, "predefined topic `id` to publish to, instead of -t")
 		message     = fs.String("m", "", "`message` to publish")
@@ -116,6 +121,16 @@ func parse(args []string, stderr io.Writer) (*config, int) {
 	bad := func(format string, a ...any) (*config, int) {
 		fmt.Fprintf(stderr, "mqttsn-pub: "+format+" (see --help)\n", a...)
 		return nil, 2
+	}
+	if !cli.IsSet(fs, "p") {
+		*port = dtlsFlags.Port()
+	}
+	dial, err := dtlsFlags.Dial()
+	if err != nil {
+		return bad("%v", err)
+	}
+	if *id == "" {
+		*id = dtlsFlags.ClientID() // the identity the gateway binds the client id to
 	}
 	if fs.NArg() > 0 {
 		return bad("unexpected argument %q", fs.Arg(0))
@@ -160,6 +175,7 @@ func parse(args []string, stderr io.Writer) (*config, int) {
 		RetryInterval: cfg.retryInterval,
 		RetryCount:    *retryCount,
 		Predefined:    predef,
+		Dial:          dial,
 	}
 	if *keepAlive == 0 {
 		cfg.opts.KeepAlive = -1

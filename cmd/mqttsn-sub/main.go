@@ -37,6 +37,7 @@ Examples:
   mqttsn-sub -i node7 -t cmd/node7 --sleep 5m --wake-every 1m -v
                                                      a sleeping node: the gateway buffers messages
                                                      and hands them over at each wake-up
+  mqttsn-sub --dtls --psk-identity node-1 --psk 000102030405060708090a0b0c0d0e0f -t 'cmd/#'
 
 Topics: a two-character topic is subscribed to as a short topic name, a name
 given with --predefined (or an id given with --topic-id) as a predefined
@@ -50,6 +51,7 @@ buffered meanwhile. Ctrl-C disconnects.
 Output: one line per message, the payload (with -v: the topic, a space and
 the payload). Debug output (-d) goes to standard error.
 
+` + cli.DTLSUsage + `
 Exit status: 0 after -C messages or on Ctrl-C, 1 when the gateway rejected
 a request or stopped answering, 2 on a usage error, 3 when -W ran out first.
 
@@ -92,12 +94,14 @@ func parse(args []string, stderr io.Writer) (*config, int) {
 	}
 	cfg := &config{retryInterval: snclient.DefaultRetryInterval}
 	predef := cli.PredefinedFlag{}
+	var dtlsFlags cli.DTLSFlags
+	dtlsFlags.Register(fs)
 	var (
 		topics     listFlag
 		ids        idListFlag
 		host       = fs.String("h", "127.0.0.1", "gateway `host`")
-		port       = fs.Int("p", 1884, "gateway UDP `port`")
-		id         = fs.String("i", "", "client `id` (default mqttsn-sub- and random hex)")
+		port       = fs.Int("p", 0, "gateway `port` (default 1884, or 1885 with --dtls)")
+		id         = fs.String("i", "", "client `id` (default: the DTLS identity, else mqttsn-sub- and random hex)")
 		qos        = fs.Int("q", 0, "`qos` of the subscriptions: 0, 1 or 2")
 		keepAlive  = fs.Int("k", 60, "keep-alive in `seconds` (0: none)")
 		clean      = fs.Bool("clean", true, "clean session; --clean=false keeps the previous session's subscriptions and buffered messages")
@@ -122,6 +126,16 @@ func parse(args []string, stderr io.Writer) (*config, int) {
 	bad := func(format string, a ...any) (*config, int) {
 		fmt.Fprintf(stderr, "mqttsn-sub: "+format+" (see --help)\n", a...)
 		return nil, 2
+	}
+	if !cli.IsSet(fs, "p") {
+		*port = dtlsFlags.Port()
+	}
+	dial, err := dtlsFlags.Dial()
+	if err != nil {
+		return bad("%v", err)
+	}
+	if *id == "" {
+		*id = dtlsFlags.ClientID() // the identity the gateway binds the client id to
 	}
 	if cfg.sleep > 0 && cfg.wakeEvery == 0 {
 		cfg.wakeEvery = cfg.sleep / 2
@@ -161,6 +175,7 @@ func parse(args []string, stderr io.Writer) (*config, int) {
 		RetryInterval: cfg.retryInterval,
 		RetryCount:    *retryCount,
 		Predefined:    predef,
+		Dial:          dial,
 	}
 	if *keepAlive == 0 {
 		cfg.opts.KeepAlive = -1
