@@ -4,40 +4,18 @@ import (
 	"context"
 	"encoding/hex"
 	"io"
-	"net"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
-	"go.uber.org/zap/zaptest"
-
-	"github.com/mqttsn-gateway/mqttsn-gateway/broker"
-	"github.com/mqttsn-gateway/mqttsn-gateway/dtlstransport"
-	"github.com/mqttsn-gateway/mqttsn-gateway/dtlstransport/dtlstest"
-	"github.com/mqttsn-gateway/mqttsn-gateway/gateway"
-	"github.com/mqttsn-gateway/mqttsn-gateway/internal/testbroker"
 	"github.com/mqttsn-gateway/mqttsn-gateway/internal/testgw"
-)
 
-// startDTLSGateway runs a gateway with a PSK DTLS listener holding keys
-// and returns the DTLS port and the broker.
-func startDTLSGateway(t *testing.T, keys map[string][]byte) (port string, b *broker.Broker) {
-	t.Helper()
-	tr, err := dtlstransport.Listen(dtlstransport.Config{Listen: "127.0.0.1:0",
-		PSKFile: dtlstest.PSKFile(t, t.TempDir(), keys)}, zaptest.NewLogger(t).Named("dtls"))
-	if err != nil {
-		t.Fatalf("dtlstransport.Listen: %v", err)
-	}
-	t.Cleanup(func() { _ = tr.Close() })
-	tg := testbroker.EmbeddedTarget(t)
-	g := testgw.Start(t, tg, gateway.Config{}, gateway.WithTransport(tr))
-	return strconv.Itoa(g.Addrs()[1].(*net.UDPAddr).Port), tg.Broker()
-}
+	"github.com/mqttsn-gateway/mqttsn-gateway/dtlstransport/dtlstest"
+)
 
 func TestPublishDTLS(t *testing.T) {
 	key := dtlstest.Key("node-1")
-	port, b := startDTLSGateway(t, map[string][]byte{"node-1": key})
+	port, b := testgw.StartDTLS(t, map[string][]byte{"node-1": key})
 	seen := make(chan msg, 10)
 	if err := b.Subscribe("#", func(topic string, payload []byte, qos byte, retain bool) {
 		seen <- msg{topic, string(payload), qos, retain}
@@ -56,7 +34,7 @@ func TestPublishDTLS(t *testing.T) {
 		if want := (msg{"dtls/a", "secret", 1, false}); got != want {
 			t.Errorf("broker got %+v, want %+v", got, want)
 		}
-	case <-time.After(wait):
+	case <-time.After(testgw.Wait):
 		t.Fatal("no message on the broker")
 	}
 

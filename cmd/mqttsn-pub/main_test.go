@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mqttsn-gateway/mqttsn-gateway/internal/testgw"
+
 	"github.com/mqttsn-gateway/mqttsn-gateway/gateway"
 	"github.com/mqttsn-gateway/mqttsn-gateway/snclient"
 	"github.com/mqttsn-gateway/mqttsn-gateway/snpacket"
@@ -20,7 +22,7 @@ import (
 func runArgs(t *testing.T, stdin string, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
 	var o, e bytes.Buffer
-	code = run(testCtx(t), args, strings.NewReader(stdin), &o, &e)
+	code = run(testgw.Context(t), args, strings.NewReader(stdin), &o, &e)
 	return code, o.String(), e.String()
 }
 
@@ -97,7 +99,7 @@ type msg struct {
 }
 
 func TestPublishEndToEnd(t *testing.T) {
-	port, b := startGateway(t, gateway.Config{Predefined: map[uint16]string{7: "pre/seven"}})
+	port, b := testgw.StartEmbedded(t, gateway.Config{Predefined: map[uint16]string{7: "pre/seven"}})
 	seen := make(chan msg, 100)
 	if err := b.Subscribe("#", func(topic string, payload []byte, qos byte, retain bool) {
 		seen <- msg{topic, string(payload), qos, retain}
@@ -112,7 +114,7 @@ func TestPublishEndToEnd(t *testing.T) {
 				if got != w {
 					t.Errorf("broker got %+v, want %+v", got, w)
 				}
-			case <-time.After(wait):
+			case <-time.After(testgw.Wait):
 				t.Fatalf("no message on the broker, want %+v", w)
 			}
 		}
@@ -139,7 +141,7 @@ func TestPublishEndToEnd(t *testing.T) {
 
 func TestNoGatewayFails(t *testing.T) {
 	start := time.Now()
-	code, _, errOut := runArgs(t, "", "-p", closedPort(t), "-t", "a/b", "-m", "x", "--retry-interval", "20ms", "--retry-count", "1")
+	code, _, errOut := runArgs(t, "", "-p", testgw.ClosedUDPPort(t), "-t", "a/b", "-m", "x", "--retry-interval", "20ms", "--retry-count", "1")
 	if code != 1 || !strings.Contains(errOut, "timeout") {
 		t.Errorf("exit %d, stderr %q", code, errOut)
 	}
@@ -153,7 +155,7 @@ func TestBinary(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the command")
 	}
-	port, b := startGateway(t, gateway.Config{})
+	port, b := testgw.StartEmbedded(t, gateway.Config{})
 	seen := make(chan string, 1)
 	if err := b.Subscribe("bin/#", func(topic string, payload []byte, _ byte, _ bool) {
 		seen <- topic + " " + string(payload)
@@ -164,7 +166,7 @@ func TestBinary(t *testing.T) {
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
-	cmd := exec.CommandContext(testCtx(t), bin, "-p", port, "-t", "bin/x", "-m", "from the binary", "-q", "1")
+	cmd := exec.CommandContext(testgw.Context(t), bin, "-p", port, "-t", "bin/x", "-m", "from the binary", "-q", "1")
 	cmd.Stderr = os.Stderr
 	if err := cmd.Run(); err != nil {
 		t.Fatalf("run: %v", err)
@@ -174,11 +176,11 @@ func TestBinary(t *testing.T) {
 		if got != "bin/x from the binary" {
 			t.Errorf("got %q", got)
 		}
-	case <-time.After(wait):
+	case <-time.After(testgw.Wait):
 		t.Fatal("nothing reached the broker")
 	}
 	var ee *exec.ExitError
-	if err := exec.CommandContext(testCtx(t), bin, "-t", "x").Run(); !errors.As(err, &ee) || ee.ExitCode() != 2 {
+	if err := exec.CommandContext(testgw.Context(t), bin, "-t", "x").Run(); !errors.As(err, &ee) || ee.ExitCode() != 2 {
 		t.Errorf("usage error: %v, want exit status 2", err)
 	}
 }

@@ -2,39 +2,17 @@ package main
 
 import (
 	"encoding/hex"
-	"net"
-	"strconv"
 	"strings"
 	"testing"
 
-	"go.uber.org/zap/zaptest"
-
-	"github.com/mqttsn-gateway/mqttsn-gateway/broker"
-	"github.com/mqttsn-gateway/mqttsn-gateway/dtlstransport"
-	"github.com/mqttsn-gateway/mqttsn-gateway/dtlstransport/dtlstest"
-	"github.com/mqttsn-gateway/mqttsn-gateway/gateway"
-	"github.com/mqttsn-gateway/mqttsn-gateway/internal/testbroker"
 	"github.com/mqttsn-gateway/mqttsn-gateway/internal/testgw"
-)
 
-// startDTLSGateway runs a gateway with a PSK DTLS listener holding keys
-// and returns the DTLS port and the broker.
-func startDTLSGateway(t *testing.T, keys map[string][]byte) (port string, b *broker.Broker) {
-	t.Helper()
-	tr, err := dtlstransport.Listen(dtlstransport.Config{Listen: "127.0.0.1:0",
-		PSKFile: dtlstest.PSKFile(t, t.TempDir(), keys)}, zaptest.NewLogger(t).Named("dtls"))
-	if err != nil {
-		t.Fatalf("dtlstransport.Listen: %v", err)
-	}
-	t.Cleanup(func() { _ = tr.Close() })
-	tg := testbroker.EmbeddedTarget(t)
-	g := testgw.Start(t, tg, gateway.Config{}, gateway.WithTransport(tr))
-	return strconv.Itoa(g.Addrs()[1].(*net.UDPAddr).Port), tg.Broker()
-}
+	"github.com/mqttsn-gateway/mqttsn-gateway/dtlstransport/dtlstest"
+)
 
 func TestSubscribeDTLS(t *testing.T) {
 	key := dtlstest.Key("node-1")
-	port, b := startDTLSGateway(t, map[string][]byte{"node-1": key})
+	port, b := testgw.StartDTLS(t, map[string][]byte{"node-1": key})
 	// A retained message arrives as soon as the subscription is made.
 	if err := b.Publish("dtls/a", []byte("secret"), true, 1); err != nil {
 		t.Fatal(err)

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mqttsn-gateway/mqttsn-gateway/internal/testgw"
+
 	"github.com/mqttsn-gateway/mqttsn-gateway/gateway"
 	"github.com/mqttsn-gateway/mqttsn-gateway/snclient"
 	"github.com/mqttsn-gateway/mqttsn-gateway/snpacket"
@@ -18,7 +20,7 @@ import (
 func runArgs(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
 	var o, e bytes.Buffer
-	code = run(testCtx(t), args, &o, &e)
+	code = run(testgw.Context(t), args, &o, &e)
 	return code, o.String(), e.String()
 }
 
@@ -76,7 +78,7 @@ func TestParse(t *testing.T) {
 }
 
 func TestSubscribeEndToEnd(t *testing.T) {
-	port, b := startGateway(t, gateway.Config{Predefined: map[uint16]string{7: "pre/seven"}})
+	port, b := testgw.StartEmbedded(t, gateway.Config{Predefined: map[uint16]string{7: "pre/seven"}})
 	// Retained messages arrive as soon as the subscriptions are made.
 	for topic, payload := range map[string]string{"e2e/a": "one", "zz": "two", "pre/seven": "three"} {
 		if err := b.Publish(topic, []byte(payload), true, 1); err != nil {
@@ -95,7 +97,7 @@ func TestSubscribeEndToEnd(t *testing.T) {
 }
 
 func TestTimeout(t *testing.T) {
-	port, _ := startGateway(t, gateway.Config{})
+	port, _ := testgw.StartEmbedded(t, gateway.Config{})
 	start := time.Now()
 	code, out, errOut := runArgs(t, "-p", port, "-t", "nothing/here", "-W", "100ms")
 	if code != exitTimeout || out != "" {
@@ -107,7 +109,7 @@ func TestTimeout(t *testing.T) {
 }
 
 func TestNoGatewayFails(t *testing.T) {
-	code, _, errOut := runArgs(t, "-p", closedPort(t), "-t", "a", "--retry-interval", "20ms", "--retry-count", "1")
+	code, _, errOut := runArgs(t, "-p", testgw.ClosedUDPPort(t), "-t", "a", "--retry-interval", "20ms", "--retry-count", "1")
 	if code != 1 || !strings.Contains(errOut, "timeout") {
 		t.Errorf("exit %d, stderr %q", code, errOut)
 	}
@@ -142,19 +144,19 @@ func (w *signalWriter) String() string {
 // A sleeping subscriber gets what was published while it slept at its
 // next wake-ups, in order.
 func TestSleepingNode(t *testing.T) {
-	port, b := startGateway(t, gateway.Config{})
+	port, b := testgw.StartEmbedded(t, gateway.Config{})
 	stderr := &signalWriter{want: "asleep for", hit: make(chan struct{})}
 	var stdout bytes.Buffer
 	done := make(chan int, 1)
 	go func() {
-		done <- run(testCtx(t), []string{"-p", port, "-i", "sleeper", "-t", "cmd/#", "-q", "1", "-v", "-C", "3",
+		done <- run(testgw.Context(t), []string{"-p", port, "-i", "sleeper", "-t", "cmd/#", "-q", "1", "-v", "-C", "3",
 			"--sleep", "60", "--wake-every", "50ms", "-d"}, &stdout, stderr)
 	}()
 	select {
 	case <-stderr.hit:
 	case code := <-done:
 		t.Fatalf("exit %d before sleeping: %s", code, stderr)
-	case <-time.After(wait):
+	case <-time.After(testgw.Wait):
 		t.Fatalf("never fell asleep: %s", stderr)
 	}
 	for i, p := range []string{"a", "b", "c"} {
@@ -167,7 +169,7 @@ func TestSleepingNode(t *testing.T) {
 		if code != 0 {
 			t.Fatalf("exit %d: %s", code, stderr)
 		}
-	case <-time.After(wait):
+	case <-time.After(testgw.Wait):
 		t.Fatalf("messages never came: %s", stderr)
 	}
 	if got, want := stdout.String(), "cmd/a a\ncmd/b b\ncmd/c c\n"; got != want {

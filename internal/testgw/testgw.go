@@ -7,12 +7,16 @@ package testgw
 import (
 	"context"
 	"errors"
+	"net"
+	"strconv"
 	"testing"
 	"time"
 
 	"go.uber.org/zap/zaptest"
 
 	"github.com/mqttsn-gateway/mqttsn-gateway/broker"
+	"github.com/mqttsn-gateway/mqttsn-gateway/dtlstransport"
+	"github.com/mqttsn-gateway/mqttsn-gateway/dtlstransport/dtlstest"
 	"github.com/mqttsn-gateway/mqttsn-gateway/gateway"
 	"github.com/mqttsn-gateway/mqttsn-gateway/internal/testbroker"
 	"github.com/mqttsn-gateway/mqttsn-gateway/upstream"
@@ -64,4 +68,50 @@ func Start(t testing.TB, tg testbroker.Target, cfg gateway.Config, opts ...gatew
 		<-stopped
 	})
 	return g
+}
+
+// StartEmbedded runs a gateway against a fresh embedded broker and returns
+// the gateway's UDP port and the broker, for tests that drive it from
+// outside (the CLI tools).
+func StartEmbedded(t testing.TB, cfg gateway.Config) (port string, b *broker.Broker) {
+	t.Helper()
+	tg := testbroker.EmbeddedTarget(t)
+	g := Start(t, tg, cfg)
+	return strconv.Itoa(g.Addrs()[0].(*net.UDPAddr).Port), tg.Broker()
+}
+
+// StartDTLS runs a gateway with a PSK DTLS listener holding keys (identity
+// to key) against a fresh embedded broker, and returns the DTLS port and
+// the broker.
+func StartDTLS(t testing.TB, keys map[string][]byte) (port string, b *broker.Broker) {
+	t.Helper()
+	tr, err := dtlstransport.Listen(dtlstransport.Config{Listen: "127.0.0.1:0",
+		PSKFile: dtlstest.PSKFile(t, t.TempDir(), keys)}, zaptest.NewLogger(t).Named("dtls"))
+	if err != nil {
+		t.Fatalf("dtlstransport.Listen: %v", err)
+	}
+	t.Cleanup(func() { _ = tr.Close() })
+	tg := testbroker.EmbeddedTarget(t)
+	g := Start(t, tg, gateway.Config{}, gateway.WithTransport(tr))
+	return strconv.Itoa(g.Addrs()[1].(*net.UDPAddr).Port), tg.Broker()
+}
+
+// ClosedUDPPort is a UDP port on 127.0.0.1 where nothing listens.
+func ClosedUDPPort(t testing.TB) string {
+	t.Helper()
+	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := strconv.Itoa(c.LocalAddr().(*net.UDPAddr).Port)
+	_ = c.Close()
+	return port
+}
+
+// Context is bounded by Wait and canceled at the end of the test.
+func Context(t testing.TB) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), Wait)
+	t.Cleanup(cancel)
+	return ctx
 }
