@@ -122,15 +122,9 @@ func parse(args []string, stderr io.Writer) (*config, int) {
 		fmt.Fprintf(stderr, "mqttsn-pub: "+format+" (see --help)\n", a...)
 		return nil, 2
 	}
-	if !cli.IsSet(fs, "p") {
-		*port = dtlsFlags.Port()
-	}
-	dial, err := dtlsFlags.Dial()
+	dial, err := dtlsFlags.Resolve(fs, port, id)
 	if err != nil {
 		return bad("%v", err)
-	}
-	if *id == "" {
-		*id = dtlsFlags.ClientID() // the identity the gateway binds the client id to
 	}
 	if fs.NArg() > 0 {
 		return bad("unexpected argument %q", fs.Arg(0))

@@ -127,15 +127,9 @@ func parse(args []string, stderr io.Writer) (*config, int) {
 		fmt.Fprintf(stderr, "mqttsn-sub: "+format+" (see --help)\n", a...)
 		return nil, 2
 	}
-	if !cli.IsSet(fs, "p") {
-		*port = dtlsFlags.Port()
-	}
-	dial, err := dtlsFlags.Dial()
+	dial, err := dtlsFlags.Resolve(fs, port, id)
 	if err != nil {
 		return bad("%v", err)
-	}
-	if *id == "" {
-		*id = dtlsFlags.ClientID() // the identity the gateway binds the client id to
 	}
 	if cfg.sleep > 0 && cfg.wakeEvery == 0 {
 		cfg.wakeEvery = cfg.sleep / 2

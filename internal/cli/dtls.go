@@ -124,3 +124,21 @@ func IsSet(fs *flag.FlagSet, name string) bool {
 	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
 	return set
 }
+
+// Resolve applies the DTLS flags after parsing: the default port unless -p
+// was given, the client id (the DTLS identity the gateway binds it to)
+// unless set, and the dialer (nil for plain UDP). The error describes an
+// inconsistent combination of flags.
+func (f *DTLSFlags) Resolve(fs *flag.FlagSet, port *int, clientID *string) (snclient.DialFunc, error) {
+	if !IsSet(fs, "p") {
+		*port = f.Port()
+	}
+	dial, err := f.Dial()
+	if err != nil {
+		return nil, err
+	}
+	if *clientID == "" {
+		*clientID = f.ClientID()
+	}
+	return dial, nil
+}
