@@ -42,7 +42,7 @@ func (g *Gateway) readLoop(ctx context.Context, tr int, t Transport) {
 		g.stats.BytesIn.Add(uint64(n))
 		key, ok := keyOf(tr, addr)
 		if !ok {
-			g.stats.Malformed.Add(1)
+			g.malformed(MalformedOther)
 			continue
 		}
 		// Decoded byte fields alias the buffer: give each datagram its own.
@@ -62,8 +62,7 @@ func (g *Gateway) dispatch(from peer, data []byte) {
 			return
 		}
 		if len(enc.NodeID) == 0 {
-			g.stats.Malformed.Add(1)
-			g.stats.MalformedByKind[MalformedOther].Add(1)
+			g.malformed(MalformedOther)
 			return
 		}
 		from.key.node = string(enc.NodeID)
@@ -75,15 +74,13 @@ func (g *Gateway) dispatch(from peer, data []byte) {
 			g.send(from, &snpacket.Connack{ReturnCode: snpacket.RejectedNotSupported})
 			return
 		}
-		g.stats.Malformed.Add(1)
-		g.stats.MalformedByKind[malformedKind(err)].Add(1)
+		g.malformed(malformedKind(err))
 		g.log.Debug("malformed datagram dropped", zap.Stringer("from", from.addr), zap.Error(err))
 		return
 	}
 	g.stats.countIn(pkt.Type(), len(data))
 	if _, ok := pkt.(*snpacket.Encapsulated); ok {
-		g.stats.Malformed.Add(1) // nested encapsulation is refused by the codec; belt and braces
-		g.stats.MalformedByKind[MalformedOther].Add(1)
+		g.malformed(MalformedOther) // nested encapsulation is refused by the codec; belt and braces
 		return
 	}
 	in := inbound{from: from, pkt: pkt, size: len(data)}
@@ -134,6 +131,12 @@ func (g *Gateway) identityAllowed(from peer, clientID string) bool {
 func (g *Gateway) authenticated(from peer) bool {
 	_, ok := g.transports[from.key.tr].(Authenticator)
 	return ok
+}
+
+// malformed counts a datagram dropped as malformed, by kind.
+func (g *Gateway) malformed(k MalformedKind) {
+	g.stats.Malformed.Add(1)
+	g.stats.MalformedByKind[k].Add(1)
 }
 
 func (g *Gateway) toShard(i int, in inbound) {

@@ -582,7 +582,7 @@ func (s *shard) onPacket(now time.Time, sess *session, pkt snpacket.Packet) {
 	case *snpacket.WillTopic, *snpacket.WillMsg:
 		// late duplicate of the will handshake: ignore
 	default:
-		s.g.stats.Malformed.Add(1)
+		s.g.malformed(MalformedOther)
 		sess.log.Debug("unexpected message", zap.Stringer("type", pkt.Type()))
 	}
 }
