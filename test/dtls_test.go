@@ -488,9 +488,18 @@ func TestDTLSHandshakeFlood(t *testing.T) {
 		}
 	}
 	st := e.TR.Stats()
+	// The flood filled the handshake slots and displaced some; exact counts
+	// would depend on the kernel keeping every one of 400 datagrams sent in
+	// a burst, which a loaded machine need not.
 	Eventually(t, "flood processed", func() bool {
-		return st.Unrouted.Load() == garbage && st.HandshakesDisplaced.Load() == hellos-dtlstransport.DefaultMaxHandshakes
+		return st.Unrouted.Load() > 0 && st.HandshakesDisplaced.Load() > 0
 	})
+	if got := st.Unrouted.Load(); got > garbage {
+		t.Fatalf("%d unrouted datagrams, only %d were sent", got, garbage)
+	}
+	if got := st.HandshakesDisplaced.Load(); got > hellos-dtlstransport.DefaultMaxHandshakes {
+		t.Fatalf("%d handshakes displaced, at most %d could be", got, hellos-dtlstransport.DefaultMaxHandshakes)
+	}
 
 	n := dtlsMustDial(t, e.DTLS, nil, dtlsPSKClient("legit", dtlstest.Key("legit"))...)
 	n.Connect("legit")
