@@ -35,6 +35,12 @@ type Source interface {
 	Ready() <-chan struct{}
 }
 
+// stopper is implemented by sources that say when they begin to shut down
+// (*gateway.Gateway does); /readyz then fails while they drain.
+type stopper interface {
+	Stopping() <-chan struct{}
+}
+
 var _ Source = (*gateway.Gateway)(nil)
 
 // UpstreamStats are the broker connections' counters (upstream.Stats
@@ -197,6 +203,13 @@ func (s *Server) ready(ctx context.Context) error {
 	case <-s.src.Ready():
 	default:
 		return errors.New("gateway listeners not serving yet")
+	}
+	if st, ok := s.src.(stopper); ok {
+		select {
+		case <-st.Stopping():
+			return errors.New("gateway shutting down")
+		default:
+		}
 	}
 	if s.cfg.BrokerCheck == nil {
 		return nil

@@ -154,6 +154,27 @@ func TestHealthAndReadiness(t *testing.T) {
 	}
 }
 
+// stoppingSource is a source that has begun to shut down.
+type stoppingSource struct {
+	*fakeSource
+	stopping chan struct{}
+}
+
+func (s stoppingSource) Stopping() <-chan struct{} { return s.stopping }
+
+func TestReadyzWhileStopping(t *testing.T) {
+	src := stoppingSource{fakeSource: newFake(), stopping: make(chan struct{})}
+	close(src.ready)
+	_, base := start(t, Config{}, src)
+	if code, _ := get(t, base+"/readyz"); code != 200 {
+		t.Fatalf("/readyz before shutdown: %d", code)
+	}
+	close(src.stopping)
+	if code, body := get(t, base+"/readyz"); code != 503 || !strings.Contains(body, "shutting down") {
+		t.Errorf("/readyz while shutting down: %d %q", code, body)
+	}
+}
+
 func TestAPIClients(t *testing.T) {
 	src := newFake()
 	close(src.ready)

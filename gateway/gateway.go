@@ -83,6 +83,7 @@ type Gateway struct {
 	serving  bool
 	closed   bool
 	ready    chan struct{}
+	stopping chan struct{} // closed when shutdown begins
 	done     chan struct{}
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
@@ -96,12 +97,13 @@ func New(cfg Config, opts ...Option) (*Gateway, error) {
 		return nil, err
 	}
 	g := &Gateway{
-		cfg:   cfg,
-		log:   zap.NewNop(),
-		index: make(map[peerKey]int),
-		ready: make(chan struct{}),
-		done:  make(chan struct{}),
-		qm1:   make(chan Message, qosMinusOneQueue),
+		cfg:      cfg,
+		log:      zap.NewNop(),
+		index:    make(map[peerKey]int),
+		ready:    make(chan struct{}),
+		stopping: make(chan struct{}),
+		done:     make(chan struct{}),
+		qm1:      make(chan Message, qosMinusOneQueue),
 	}
 	for _, o := range opts {
 		if err := o(g); err != nil {
@@ -173,6 +175,10 @@ func (g *Gateway) Addrs() []net.Addr {
 // Ready is closed once Serve is reading from every transport.
 func (g *Gateway) Ready() <-chan struct{} { return g.ready }
 
+// Stopping is closed when the gateway begins to shut down, so that
+// readiness checks fail while it drains.
+func (g *Gateway) Stopping() <-chan struct{} { return g.stopping }
+
 // Stats returns the gateway's counters.
 func (g *Gateway) Stats() *Stats { return &g.stats }
 
@@ -206,6 +212,7 @@ func (g *Gateway) Serve(ctx context.Context) error {
 	close(g.ready)
 	g.log.Info("gateway serving", zap.Stringers("addrs", addrStringers(g.Addrs())), zap.Int("shards", len(g.shards)))
 	<-ctx.Done()
+	close(g.stopping)
 	g.stop()
 	close(g.done)
 	return ErrGatewayClosed

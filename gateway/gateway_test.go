@@ -223,11 +223,17 @@ func TestShutdownIdempotent(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- g.Serve(context.Background()) }()
 	<-g.Ready()
+	select {
+	case <-g.Stopping():
+		t.Fatal("stopping before shutdown")
+	default:
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := g.Shutdown(ctx); err != nil {
 		t.Fatal(err)
 	}
+	<-g.Stopping() // closed once shutdown began
 	if err := g.Shutdown(ctx); err != nil {
 		t.Fatal(err)
 	}
