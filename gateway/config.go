@@ -46,6 +46,11 @@ type Config struct {
 	// RetryCount is Nretry: retransmissions before the node is lost.
 	// Default 3.
 	RetryCount int
+	// RetryBackoffMax, when set, doubles the wait before each further
+	// retransmission (Tretry, 2 Tretry, 4 Tretry...) up to this cap, for
+	// radio links where congestion is the usual cause of loss. Zero keeps
+	// the spec's fixed Tretry.
+	RetryBackoffMax time.Duration
 
 	// DisableIdentityBinding lets a node authenticated by its transport
 	// (DTLS) connect with a ClientId other than its proven identity.
@@ -159,6 +164,22 @@ func (c Config) WithDefaults() Config {
 	return c
 }
 
+// retryDelay is the wait after the transmission that followed `retries`
+// retransmissions: Tretry, or with a backoff cap Tretry doubled each time.
+func (c *Config) retryDelay(retries int) time.Duration {
+	d := c.RetryInterval
+	if c.RetryBackoffMax <= 0 {
+		return d
+	}
+	for range retries {
+		d *= 2
+		if d >= c.RetryBackoffMax {
+			return c.RetryBackoffMax
+		}
+	}
+	return d
+}
+
 // Check reports whether c (with its defaults) is valid, without binding
 // anything.
 func (c Config) Check() error {
@@ -189,6 +210,8 @@ func (c *Config) validate() error {
 	switch {
 	case c.RetryInterval < 0:
 		return errors.New("gateway: retry.interval must be positive (e.g. 10s)")
+	case c.RetryBackoffMax < 0 || (c.RetryBackoffMax > 0 && c.RetryBackoffMax < c.RetryInterval):
+		return errors.New("gateway: retry.backoff_max must be 0 (off) or at least retry.interval")
 	case c.RetryCount < 0:
 		return errors.New("gateway: retry.count must be positive (e.g. 3)")
 	case c.Shards < 0 || c.Shards > 4096:

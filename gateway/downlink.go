@@ -185,7 +185,7 @@ func (s *shard) sendPublish(sess *session, out *outbound, dup bool) bool {
 // sendInflight (re)sends the in-flight message at its stage.
 func (s *shard) sendInflight(now time.Time, sess *session, dup bool) {
 	out := sess.inflight
-	out.retryAt = now.Add(s.g.cfg.RetryInterval)
+	out.retryAt = now.Add(s.g.cfg.retryDelay(out.retries))
 	if out.stage != stagePublish { // sendPublish counts its own
 		sess.traffic.DownlinkDatagrams[qi(snpacket.QoS(out.item.QoS))]++
 	}

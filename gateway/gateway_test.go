@@ -421,3 +421,28 @@ func TestUDPReadBuffer(t *testing.T) {
 		t.Fatalf("receive buffer %d, asked 100000", got)
 	}
 }
+
+// With a backoff cap, the wait before each retransmission doubles up to
+// the cap: 3 s, 6 s, then 10 s (not 12), and the node is lost 10 s later.
+func TestRetransmissionBackoff(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := newRig(t, Config{RetryInterval: 3 * time.Second, RetryCount: 3, RetryBackoffMax: 10 * time.Second})
+		r.connectWithWill("n1", 600, "will/n1", "gone")
+		r.send(nodeA, &sn.Subscribe{QoS: sn.QoS1, MsgID: 1, TopicName: "a/b"})
+		r.next()
+		go r.up.session("n1").deliver(Message{Topic: "a/b", Payload: []byte("m"), QoS: 1})
+		r.next()
+		sent := time.Now()
+		for _, want := range []time.Duration{3 * time.Second, 6 * time.Second, 10 * time.Second} {
+			p := r.next().(*sn.Publish)
+			if el := time.Since(sent); !p.DUP || el != want {
+				t.Fatalf("retransmission after %v (DUP %v), want %v", el, p.DUP, want)
+			}
+			sent = time.Now()
+		}
+		r.published() // the will: lost
+		if el := time.Since(sent); el != 10*time.Second {
+			t.Fatalf("lost %v after the last retransmission, want 10s", el)
+		}
+	})
+}

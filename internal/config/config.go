@@ -58,8 +58,9 @@ type File struct {
 	} `yaml:"forwarders"`
 	PredefinedTopics map[uint16]string `yaml:"predefined_topics"`
 	Retry            struct {
-		Interval time.Duration `yaml:"interval"`
-		Count    int           `yaml:"count"`
+		Interval   time.Duration `yaml:"interval"`
+		Count      int           `yaml:"count"`
+		BackoffMax time.Duration `yaml:"backoff_max"`
 	} `yaml:"retry"`
 	QoSMinusOne *bool `yaml:"qos_minus_one"`
 	Sleep       struct {
@@ -301,6 +302,7 @@ func (c *File) Gateway() gateway.Config {
 		Predefined:             c.PredefinedTopics,
 		RetryInterval:          c.Retry.Interval,
 		RetryCount:             c.Retry.Count,
+		RetryBackoffMax:        c.Retry.BackoffMax,
 		DisableQoSMinusOne:     c.QoSMinusOne != nil && !*c.QoSMinusOne,
 		MaxBuffered:            c.Sleep.MaxBuffered,
 		MaxBufferedBytes:       c.Sleep.MaxBufferedBytes,
