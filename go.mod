@@ -30,3 +30,8 @@ require (
 	google.golang.org/protobuf v1.36.12 // indirect
 	gopkg.in/yaml.v3 v3.0.1 // indirect
 )
+
+// mochi-mqtt v2.7.9 (the last release) with one fix: Inflight.NextImmediate
+// took a recursive read lock and could deadlock a client's connection under
+// concurrent publishes. See third_party/mochi-server/PATCHED.md.
+replace github.com/mochi-mqtt/server/v2 => ./third_party/mochi-server
