@@ -9,9 +9,12 @@ import (
 	"errors"
 	"net"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest"
 
 	"github.com/mqttsn-gateway/mqttsn-gateway/broker"
@@ -38,11 +41,12 @@ func Start(t testing.TB, tg testbroker.Target, cfg gateway.Config, opts ...gatew
 	if tg.Broker() != nil {
 		ucfg.ReceiveMaximum = broker.ClientReceiveMaximum // as the command does
 	}
-	up, err := upstream.New(ucfg, zaptest.NewLogger(t).Named("upstream"))
+	log := Logger(t)
+	up, err := upstream.New(ucfg, log.Named("upstream"))
 	if err != nil {
 		t.Fatalf("upstream: %v", err)
 	}
-	opts = append([]gateway.Option{gateway.WithUpstream(up), gateway.WithLogger(zaptest.NewLogger(t).Named("gateway"))}, opts...)
+	opts = append([]gateway.Option{gateway.WithUpstream(up), gateway.WithLogger(log.Named("gateway"))}, opts...)
 	g, err := gateway.New(cfg, opts...)
 	if err != nil {
 		t.Fatalf("gateway.New: %v", err)
@@ -114,4 +118,50 @@ func Context(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), Wait)
 	t.Cleanup(cancel)
 	return ctx
+}
+
+// Logger logs to the test like zaptest, and drops what is logged once the
+// test's cleanups have run: paho starts goroutines of its own (error
+// reporting on a closed connection) that may still log a moment after the
+// session that owned them closed, and testing forbids logging then.
+func Logger(t testing.TB) *zap.Logger {
+	t.Helper()
+	g := &gatedCore{Core: zaptest.NewLogger(t).Core(), state: &gate{}}
+	t.Cleanup(func() { // registered first, so it runs after every later cleanup
+		g.state.mu.Lock()
+		g.state.closed = true
+		g.state.mu.Unlock()
+	})
+	return zap.New(g)
+}
+
+type gate struct {
+	mu     sync.Mutex
+	closed bool
+}
+
+// gatedCore writes through Core until its gate closes.
+type gatedCore struct {
+	zapcore.Core
+	state *gate
+}
+
+func (c *gatedCore) With(fields []zap.Field) zapcore.Core {
+	return &gatedCore{Core: c.Core.With(fields), state: c.state}
+}
+
+func (c *gatedCore) Check(e zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.CheckedEntry {
+	if c.Enabled(e.Level) {
+		return ce.AddCore(e, c)
+	}
+	return ce
+}
+
+func (c *gatedCore) Write(e zapcore.Entry, fields []zap.Field) error {
+	c.state.mu.Lock()
+	defer c.state.mu.Unlock()
+	if c.state.closed {
+		return nil
+	}
+	return c.Core.Write(e, fields)
 }
