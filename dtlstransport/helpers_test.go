@@ -1,7 +1,6 @@
 package dtlstransport_test
 
 import (
-	"context"
 	"errors"
 	"net"
 	"sync"
@@ -123,22 +122,10 @@ func dial(t *testing.T, addr string, pc net.PacketConn, timeout time.Duration, o
 		}
 		pc = c
 	}
-	ra, err := net.ResolveUDPAddr("udp", addr)
+	c, err := dtlstest.Handshake(t, pc, addr, timeout, opts...)
 	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := dtls.ClientWithOptions(pc, ra, opts...)
-	if err != nil {
-		_ = pc.Close()
 		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	if err := c.HandshakeContext(ctx); err != nil {
-		_ = c.Close()
-		return nil, err
-	}
-	t.Cleanup(func() { _ = c.Close() })
 	return c, nil
 }
 

@@ -219,18 +219,7 @@ func flood(t *testing.T, addr string, hellos, garbage int) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for range hellos {
-		c, err := net.DialUDP("udp", nil, ra)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = c.Close() })
-		var random [32]byte
-		_, _ = rand.Read(random[:])
-		if _, err := c.Write(dtlstest.ClientHello(random, nil)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	dtlstest.SendHellos(t, ra, hellos)
 	c, err := net.DialUDP("udp", nil, ra)
 	if err != nil {
 		t.Fatal(err)

@@ -1,7 +1,6 @@
 package test
 
 import (
-	"context"
 	"crypto/rand"
 	"errors"
 	"fmt"
@@ -95,22 +94,10 @@ func dtlsDial(t testing.TB, addr string, sc *dtlstest.SwapConn, timeout time.Dur
 			t.Fatal(err)
 		}
 	}
-	ra, err := net.ResolveUDPAddr("udp", addr)
+	c, err := dtlstest.Handshake(t, sc, addr, timeout, opts...)
 	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := dtls.ClientWithOptions(sc, ra, opts...)
-	if err != nil {
-		_ = sc.Close()
 		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	if err := c.HandshakeContext(ctx); err != nil {
-		_ = c.Close()
-		return nil, err
-	}
-	t.Cleanup(func() { _ = c.Close() })
 	return &dtlsNode{t: t, c: c, sc: sc}, nil
 }
 
@@ -462,18 +449,7 @@ func TestDTLSHandshakeFlood(t *testing.T) {
 		t.Fatal(err)
 	}
 	const hellos, garbage = 300, 100
-	for range hellos {
-		c, err := net.DialUDP("udp", nil, ra)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = c.Close() })
-		var random [32]byte
-		_, _ = rand.Read(random[:])
-		if _, err := c.Write(dtlstest.ClientHello(random, nil)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	dtlstest.SendHellos(t, ra, hellos)
 	g, err := net.DialUDP("udp", nil, ra)
 	if err != nil {
 		t.Fatal(err)
