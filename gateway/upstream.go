@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"time"
 )
 
@@ -26,6 +27,38 @@ type SessionOptions struct {
 	SessionExpiry time.Duration
 	// Will is the node's Last Will, or nil.
 	Will *Message
+	// Auth holds the credentials the node presented (MQTT-SN AUTH with
+	// the PLAIN method), or nil. When set, the upstream logs in with them
+	// instead of its configured credentials.
+	Auth *Credentials
+	// Ended, if not nil, is called once, from an upstream goroutine, when
+	// the session ends by itself (never after Close), with the reason:
+	// errors.Is(err, ErrTakenOver) when another connection took the
+	// broker session over (the node moved to another gateway). It must
+	// not block.
+	Ended func(err error)
+}
+
+// Credentials are a user name and password for the broker.
+type Credentials struct {
+	Username string
+	Password []byte
+}
+
+// ErrTakenOver is reported through SessionOptions.Ended when the broker
+// handed the session to another connection with the same ClientID: the
+// node connected elsewhere, so the session is not resumed.
+var ErrTakenOver = errors.New("gateway: upstream session taken over by another connection")
+
+// IsPermanent reports whether err, from Upstream.Open, is a refusal that
+// retrying will not fix (bad credentials, not authorized, banned, an
+// unsupported protocol version, a rejected ClientID). The gateway answers
+// such a CONNECT with "not supported" (0x03) instead of congestion, so that
+// the node stops retrying. An error is permanent if it, or one it wraps,
+// has a method Permanent() bool that returns true.
+func IsPermanent(err error) bool {
+	var p interface{ Permanent() bool }
+	return errors.As(err, &p) && p.Permanent()
 }
 
 // Upstream opens MQTT sessions on a broker. The gateway never sees the MQTT

@@ -38,21 +38,6 @@ var ErrConnectionLost = errors.New("upstream: connection lost before the broker 
 // ErrClosed is returned (wrapped) for operations on a closed session.
 var ErrClosed = errors.New("upstream: session closed")
 
-// ReasonCodeError is a failure reason code (>= 0x80) returned by the broker
-// in CONNACK, PUBACK, PUBREC, SUBACK or UNSUBACK.
-type ReasonCodeError struct {
-	Packet string // "CONNACK", "PUBACK", ...
-	Code   byte
-	Reason string // the broker's reason string, if any
-}
-
-func (e *ReasonCodeError) Error() string {
-	if e.Reason != "" {
-		return fmt.Sprintf("upstream: broker refused with %s reason code 0x%02x: %s", e.Packet, e.Code, e.Reason)
-	}
-	return fmt.Sprintf("upstream: broker refused with %s reason code 0x%02x", e.Packet, e.Code)
-}
-
 // Upstream opens MQTT v5 sessions on one broker. It is safe for concurrent
 // use.
 type Upstream struct {
