@@ -26,15 +26,6 @@ type Broker struct {
 
 // Start starts a broker listening on addr (host:port; port 0 picks a free
 // one). mochi's own logging goes to log at Warn and above; a nil log
-// ClientReceiveMaximum is the MQTT v5 Receive Maximum that clients of the
-// embedded broker should send. mochi v2.7.9 mishandles a client whose
-// receive quota is used up: the messages it holds back are later sent out
-// of order, and a QoS 2 one is forgotten (its PUBREL fails with 0x92,
-// stalling delivery). With a quota larger than any burst for one node
-// this path is not taken; it costs the gateway about 9 KiB per node over
-// the default of 16, which only deployments on the embedded broker pay.
-const ClientReceiveMaximum = 1024
-
 // discards it.
 func Start(addr string, log *zap.Logger) (*Broker, error) {
 	if log == nil {

@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -37,5 +38,36 @@ func TestInflightNoRecursiveReadLock(t *testing.T) {
 	case <-readers:
 	case <-time.After(time.Minute):
 		t.Fatal("Inflight deadlocked: NextImmediate against Set")
+	}
+}
+
+// mochi's Clients.GetByListener took the read lock and called Len, which
+// takes it again (mochi-mqtt/server#488): the same deadlock, on every
+// listener close. It must finish while clients are added concurrently.
+func TestClientsGetByListenerNoRecursiveReadLock(t *testing.T) {
+	cls := mqtt.NewClients()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range 20000 {
+			cls.Add(&mqtt.Client{ID: fmt.Sprint(i % 100)})
+		}
+	}()
+	readers := make(chan struct{})
+	go func() {
+		defer close(readers)
+		for {
+			select {
+			case <-done:
+				return
+			default:
+				cls.GetByListener("t1")
+			}
+		}
+	}()
+	select {
+	case <-readers:
+	case <-time.After(time.Minute):
+		t.Fatal("Clients deadlocked: GetByListener against Add")
 	}
 }

@@ -154,9 +154,6 @@ func serve(ctx context.Context, cfg *config.File, log *zap.Logger, lvl zap.Atomi
 		}
 		defer func() { _ = b.Close() }()
 		ucfg.URL = b.URL()
-		if ucfg.ReceiveMaximum == 0 {
-			ucfg.ReceiveMaximum = broker.ClientReceiveMaximum
-		}
 		log.Info("embedded MQTT broker started: watch it with any MQTT client",
 			zap.String("url", b.URL()), zap.String("example", watchCommand(b.Addr())))
 	}

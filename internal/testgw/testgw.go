@@ -34,12 +34,21 @@ const Wait = 10 * time.Second
 // opts may add transports (DTLS).
 func Start(t testing.TB, tg testbroker.Target, cfg gateway.Config, opts ...gateway.Option) *gateway.Gateway {
 	t.Helper()
+	return StartWith(t, tg, cfg, upstream.Config{}, opts...)
+}
+
+// StartWith is Start with upstream settings: ucfg's URL and reconnect
+// backoff are filled in when empty.
+func StartWith(t testing.TB, tg testbroker.Target, cfg gateway.Config, ucfg upstream.Config, opts ...gateway.Option) *gateway.Gateway {
+	t.Helper()
 	if len(cfg.Listen) == 0 {
 		cfg.Listen = []string{"127.0.0.1:0"}
 	}
-	ucfg := upstream.Config{URL: tg.URL, ReconnectBackoffMin: 50 * time.Millisecond, ReconnectBackoffMax: 500 * time.Millisecond}
-	if tg.Broker() != nil {
-		ucfg.ReceiveMaximum = broker.ClientReceiveMaximum // as the command does
+	if ucfg.URL == "" {
+		ucfg.URL = tg.URL
+	}
+	if ucfg.ReconnectBackoffMin == 0 {
+		ucfg.ReconnectBackoffMin, ucfg.ReconnectBackoffMax = 50*time.Millisecond, 500*time.Millisecond
 	}
 	log := Logger(t)
 	up, err := upstream.New(ucfg, log.Named("upstream"))

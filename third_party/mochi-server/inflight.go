@@ -20,6 +20,17 @@ type Inflight struct {
 	sendQuota           int32                     // remaining outbound qos quota for flow control
 	maximumReceiveQuota int32                     // maximum allowed receive quota
 	maximumSendQuota    int32                     // maximum allowed send quota
+
+	// held lists, oldest first, the packets stored but not yet sent
+	// because the client's receive quota was used up, with the expiry
+	// each had (a held packet's Expiry is -1). mqttsn-gateway patch: see
+	// Hold and TakeHeld.
+	held []heldPacket
+}
+
+type heldPacket struct {
+	id     uint16
+	expiry int64
 }
 
 // NewInflights returns a new instance of an Inflight packets map.
@@ -27,6 +38,72 @@ func NewInflights() *Inflight {
 	return &Inflight{
 		internal: map[uint16]packets.Packet{},
 	}
+}
+
+// SetOrHold stores m as in flight. If the client's receive quota is free
+// and nothing is held before m, it takes one unit of quota and reports
+// held false: the caller sends m now. Otherwise m is held (its Expiry is
+// -1 while held) and TakeHeld hands it out, in order, once quota is free
+// again. The choice and the quota are one step under the lock, so a new
+// packet never overtakes held ones. isNew reports whether m's packet id
+// was not in flight before. (mqttsn-gateway patch.)
+func (i *Inflight) SetOrHold(m packets.Packet) (held, isNew bool) {
+	i.Lock()
+	defer i.Unlock()
+	_, ok := i.internal[m.PacketID]
+	if len(i.held) == 0 && (atomic.LoadInt32(&i.sendQuota) > 0 || atomic.LoadInt32(&i.maximumSendQuota) == 0) {
+		i.internal[m.PacketID] = m
+		if atomic.LoadInt32(&i.sendQuota) > 0 {
+			atomic.AddInt32(&i.sendQuota, -1)
+		}
+		return false, !ok
+	}
+	i.held = append(i.held, heldPacket{id: m.PacketID, expiry: m.Expiry})
+	m.Expiry = -1
+	i.internal[m.PacketID] = m
+	return true, !ok
+}
+
+// TakeHeld takes one unit of send quota for the oldest held packet and
+// returns it, still in flight (so that its acknowledgement returns the
+// quota and a reconnect resends it) with its own expiry back. It returns
+// false when nothing is held or no quota is free. The check and the
+// taking are one step, so two callers never send the same packet.
+// (mqttsn-gateway patch: mochi's NextImmediate deleted the packet from
+// the in-flight map as it was sent, which leaked the quota for good.)
+func (i *Inflight) TakeHeld() (packets.Packet, bool) {
+	i.Lock()
+	defer i.Unlock()
+	for len(i.held) > 0 {
+		if atomic.LoadInt32(&i.sendQuota) <= 0 {
+			return packets.Packet{}, false
+		}
+		h := i.held[0]
+		i.held = i.held[1:]
+		m, ok := i.internal[h.id]
+		if !ok || m.Expiry >= 0 {
+			continue // completed, dropped or resent meanwhile
+		}
+		m.Expiry = h.expiry
+		i.internal[h.id] = m
+		atomic.AddInt32(&i.sendQuota, -1)
+		return m, true
+	}
+	return packets.Packet{}, false
+}
+
+// Unhold puts m, just returned by TakeHeld, back at the head of the held
+// packets and returns its quota: it could not be queued for writing.
+func (i *Inflight) Unhold(m packets.Packet) {
+	i.Lock()
+	defer i.Unlock()
+	if cur, ok := i.internal[m.PacketID]; !ok || cur.Expiry < 0 {
+		return
+	}
+	i.held = append([]heldPacket{{id: m.PacketID, expiry: m.Expiry}}, i.held...)
+	m.Expiry = -1
+	i.internal[m.PacketID] = m
+	atomic.AddInt32(&i.sendQuota, 1)
 }
 
 // Set adds or updates an inflight packet by packet id.
@@ -67,6 +144,7 @@ func (i *Inflight) Clone() *Inflight {
 	for k, v := range i.internal {
 		c.internal[k] = v
 	}
+	c.held = append([]heldPacket(nil), i.held...)
 	return c
 }
 

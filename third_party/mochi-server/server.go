@@ -716,18 +716,32 @@ func (s *Server) processPacket(cl *Client, pk packets.Packet) error {
 		return err
 	}
 
-	if cl.State.Inflight.Len() > 0 && atomic.LoadInt32(&cl.State.Inflight.sendQuota) > 0 {
-		next, ok := cl.State.Inflight.NextImmediate()
-		if ok {
-			_ = cl.WritePacket(next)
-			if ok := cl.State.Inflight.Delete(next.PacketID); ok {
-				atomic.AddInt64(&s.Info.Inflight, -1)
-			}
-			cl.State.Inflight.DecreaseSendQuota()
-		}
-	}
+	s.releaseHeld(cl)
 
 	return nil
+}
+
+// releaseHeld queues for writing, in order, the packets held back while
+// the client's receive quota was used up, as far as quota allows. They
+// stay in flight until acknowledged. They go through the outbound queue
+// (not written here) so that they cannot overtake packets already queued.
+// (mqttsn-gateway patch; mochi 2.7.9 wrote one held packet directly and
+// deleted it from the in-flight map, which reordered messages and leaked
+// the quota until delivery stopped.)
+func (s *Server) releaseHeld(cl *Client) {
+	for {
+		pk, ok := cl.State.Inflight.TakeHeld()
+		if !ok {
+			return
+		}
+		select {
+		case cl.State.outbound <- &pk:
+			atomic.AddInt32(&cl.State.outboundQty, 1)
+		default:
+			cl.State.Inflight.Unhold(pk) // the next acknowledgement retries
+			return
+		}
+	}
 }
 
 // processConnect processes a Connect packet. The packet cannot be used to establish
@@ -1078,17 +1092,16 @@ func (s *Server) publishToClient(cl *Client, sub packets.Subscription, pk packet
 		}
 
 		out.PacketID = uint16(i) // [MQTT-2.2.1-4]
-		sentQuota := atomic.LoadInt32(&cl.State.Inflight.sendQuota)
 
-		if ok := cl.State.Inflight.Set(out); ok { // [MQTT-4.3.2-3] [MQTT-4.3.3-3]
+		// mqttsn-gateway patch: send now, or hold in order behind the
+		// packets already waiting for the client's receive quota.
+		held, isNew := cl.State.Inflight.SetOrHold(out) // [MQTT-4.3.2-3] [MQTT-4.3.3-3]
+		if isNew {
 			atomic.AddInt64(&s.Info.Inflight, 1)
 			s.hooks.OnQosPublish(cl, out, out.Created, 0)
-			cl.State.Inflight.DecreaseSendQuota()
 		}
-
-		if sentQuota == 0 && atomic.LoadInt32(&cl.State.Inflight.maximumSendQuota) > 0 {
-			out.Expiry = -1
-			cl.State.Inflight.Set(out)
+		if held {
+			s.releaseHeld(cl) // quota may have come back meanwhile
 			return out, nil
 		}
 	}
