@@ -20,13 +20,13 @@ import (
 // refuses to open a store written with a newer one.
 const Schema = 1
 
-// Bucket names.
-var (
-	bucketMeta   = []byte("meta")
-	bucketNodes  = []byte("nodes")  // clientID -> node record
-	bucketBuffer = []byte("buffer") // nodeKey + seq (big endian u64) -> message
-	bucketQoS2   = []byte("qos2")   // nodeKey + msgID (big endian u16) -> forwarded (0/1)
-	keySchema    = []byte("schema")
+// Bucket names and the schema key.
+const (
+	bucketMeta   = "meta"
+	bucketNodes  = "nodes"  // clientID -> node record
+	bucketBuffer = "buffer" // nodeKey + seq (big endian u64) -> message
+	bucketQoS2   = "qos2"   // nodeKey + msgID (big endian u16) -> forwarded (0/1)
+	keySchema    = "schema"
 )
 
 // Options tune a Bolt store. The zero value is the production setting.
@@ -104,33 +104,33 @@ func Open(path string, opts Options) (*Bolt, error) {
 // checkSchema initialises a new file and refuses one it cannot read.
 func (s *Bolt) checkSchema() error {
 	return s.db.Update(func(tx *bbolt.Tx) error {
-		meta := tx.Bucket(bucketMeta)
+		meta := tx.Bucket([]byte(bucketMeta))
 		if meta == nil {
 			empty := true
 			_ = tx.ForEach(func([]byte, *bbolt.Bucket) error { empty = false; return nil })
 			if !empty {
 				return fmt.Errorf("store.path %q is a bbolt file but not a gateway store: point store.path elsewhere", s.path)
 			}
-			meta, err := tx.CreateBucket(bucketMeta)
+			meta, err := tx.CreateBucket([]byte(bucketMeta))
 			if err != nil {
 				return err
 			}
-			for _, name := range [][]byte{bucketNodes, bucketBuffer, bucketQoS2} {
-				if _, err := tx.CreateBucket(name); err != nil {
+			for _, name := range []string{bucketNodes, bucketBuffer, bucketQoS2} {
+				if _, err := tx.CreateBucket([]byte(name)); err != nil {
 					return err
 				}
 			}
-			return meta.Put(keySchema, binary.AppendUvarint(nil, Schema))
+			return meta.Put([]byte(keySchema), binary.AppendUvarint(nil, Schema))
 		}
-		v, n := binary.Uvarint(meta.Get(keySchema))
+		v, n := binary.Uvarint(meta.Get([]byte(keySchema)))
 		if n <= 0 {
 			return fmt.Errorf("store.path %q has no readable schema version (damaged): restore it from a backup, or move it aside to start with no stored sessions", s.path)
 		}
 		if v > Schema {
 			return fmt.Errorf("store.path %q was written by a newer gateway (schema %d; this one reads up to %d): run the newer version, or move the file aside to start with no stored sessions", s.path, v, Schema)
 		}
-		for _, name := range [][]byte{bucketNodes, bucketBuffer, bucketQoS2} {
-			if tx.Bucket(name) == nil {
+		for _, name := range []string{bucketNodes, bucketBuffer, bucketQoS2} {
+			if tx.Bucket([]byte(name)) == nil {
 				return fmt.Errorf("store.path %q lacks its %q bucket (damaged): restore it from a backup, or move it aside to start with no stored sessions", s.path, name)
 			}
 		}
@@ -144,8 +144,8 @@ func (s *Bolt) Path() string { return s.path }
 // Load reads every node in one read transaction.
 func (s *Bolt) Load(fn func(*Record) error) error {
 	return s.db.View(func(tx *bbolt.Tx) error {
-		buf, q2 := tx.Bucket(bucketBuffer).Cursor(), tx.Bucket(bucketQoS2).Cursor()
-		return tx.Bucket(bucketNodes).ForEach(func(k, v []byte) error {
+		buf, q2 := tx.Bucket([]byte(bucketBuffer)).Cursor(), tx.Bucket([]byte(bucketQoS2)).Cursor()
+		return tx.Bucket([]byte(bucketNodes)).ForEach(func(k, v []byte) error {
 			n, err := decodeNode(v)
 			if err != nil {
 				return s.corrupt("node", k, err)
@@ -251,7 +251,7 @@ func (s *Bolt) writer() {
 }
 
 func apply(tx *bbolt.Tx, b *Batch) error {
-	nodes, buf, q2 := tx.Bucket(bucketNodes), tx.Bucket(bucketBuffer), tx.Bucket(bucketQoS2)
+	nodes, buf, q2 := tx.Bucket([]byte(bucketNodes)), tx.Bucket([]byte(bucketBuffer)), tx.Bucket([]byte(bucketQoS2))
 	var key, val []byte
 	for i := range b.ops {
 		o := &b.ops[i]

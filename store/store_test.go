@@ -177,7 +177,7 @@ func TestBoltCommitAndReload(t *testing.T) {
 		t.Fatalf("after DeleteNode: %+v", got)
 	}
 	if err := s2.db.View(func(tx *bbolt.Tx) error {
-		if k, _ := tx.Bucket(bucketBuffer).Cursor().Seek(nodeKey(nil, "sensor-1")); k != nil && strings.HasPrefix(string(k), string(nodeKey(nil, "sensor-1"))) {
+		if k, _ := tx.Bucket([]byte(bucketBuffer)).Cursor().Seek(nodeKey(nil, "sensor-1")); k != nil && strings.HasPrefix(string(k), string(nodeKey(nil, "sensor-1"))) {
 			return fmt.Errorf("buffer key %q left behind", k)
 		}
 		return nil
@@ -208,7 +208,7 @@ func TestBoltGroupCommit(t *testing.T) {
 	}
 	wg.Wait()
 	total := 0
-	if err := s.db.View(func(tx *bbolt.Tx) error { total = tx.Bucket(bucketBuffer).Stats().KeyN; return nil }); err != nil {
+	if err := s.db.View(func(tx *bbolt.Tx) error { total = tx.Bucket([]byte(bucketBuffer)).Stats().KeyN; return nil }); err != nil {
 		t.Fatal(err)
 	}
 	if total != writers*each {
@@ -256,7 +256,7 @@ func TestBoltOpenDamaged(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := s.db.Update(func(tx *bbolt.Tx) error { return tx.Bucket(bucketMeta).Put(keySchema, []byte{Schema + 1}) }); err != nil {
+		if err := s.db.Update(func(tx *bbolt.Tx) error { return tx.Bucket([]byte(bucketMeta)).Put([]byte(keySchema), []byte{Schema + 1}) }); err != nil {
 			t.Fatal(err)
 		}
 		_ = s.Close()
@@ -307,7 +307,7 @@ func TestBoltLoadCorruptRecord(t *testing.T) {
 	t.Parallel()
 	s, _ := openTemp(t)
 	if err := s.db.Update(func(tx *bbolt.Tx) error {
-		return tx.Bucket(bucketNodes).Put([]byte("bad"), []byte{nodeFormat, 9})
+		return tx.Bucket([]byte(bucketNodes)).Put([]byte("bad"), []byte{nodeFormat, 9})
 	}); err != nil {
 		t.Fatal(err)
 	}

@@ -155,7 +155,7 @@ func overlaps[V any](n *tnode[V], rest string, first bool) bool {
 		case key == "#":
 			// "P/#" matches every topic under P, so anything the rest of
 			// the filter matches: all but "$" topics at the first level.
-			if c.set && !(first && strings.HasPrefix(level, "$")) {
+			if c.set && (!first || !strings.HasPrefix(level, "$")) {
 				return true
 			}
 			continue
