@@ -99,6 +99,17 @@ func (b *Broker) Subscribe(filter string, fn func(topic string, payload []byte, 
 	})
 }
 
+// ClientIDs lists the ClientIDs of the clients connected now.
+func (b *Broker) ClientIDs() []string {
+	var ids []string
+	for id, cl := range b.srv.Clients.GetAll() {
+		if !cl.Closed() && !cl.Net.Inline {
+			ids = append(ids, id)
+		}
+	}
+	return ids
+}
+
 // Publish publishes a message from the broker's inline client.
 func (b *Broker) Publish(topic string, payload []byte, retain bool, qos byte) error {
 	return b.srv.Publish(topic, payload, retain, qos)

@@ -23,6 +23,7 @@ import (
 	"github.com/mqttsn-gateway/mqttsn-gateway/gateway"
 	"github.com/mqttsn-gateway/mqttsn-gateway/internal/testbroker"
 	"github.com/mqttsn-gateway/mqttsn-gateway/upstream"
+	"github.com/mqttsn-gateway/mqttsn-gateway/upstream/aggregate"
 )
 
 // Wait bounds every wait for an event. It is generous: a test waits on the
@@ -41,6 +42,30 @@ func Start(t testing.TB, tg testbroker.Target, cfg gateway.Config, opts ...gatew
 // backoff are filled in when empty.
 func StartWith(t testing.TB, tg testbroker.Target, cfg gateway.Config, ucfg upstream.Config, opts ...gateway.Option) *gateway.Gateway {
 	t.Helper()
+	return start(t, tg, cfg, ucfg, nil, opts...)
+}
+
+// StartAggregating runs a gateway in aggregating mode: its nodes share
+// acfg.Connections broker connections.
+func StartAggregating(t testing.TB, tg testbroker.Target, cfg gateway.Config, acfg aggregate.Config, opts ...gateway.Option) (*gateway.Gateway, *aggregate.Upstream) {
+	t.Helper()
+	var agg *aggregate.Upstream
+	g := start(t, tg, cfg, upstream.Config{}, func(up gateway.Upstream) gateway.Upstream {
+		agg = aggregate.New(up, acfg, Logger(t).Named("aggregate"))
+		t.Cleanup(func() { // runs after the gateway's Shutdown
+			ctx, cancel := context.WithTimeout(context.Background(), Wait)
+			defer cancel()
+			if err := agg.Close(ctx); err != nil {
+				t.Errorf("aggregate Close: %v", err)
+			}
+		})
+		return agg
+	}, opts...)
+	return g, agg
+}
+
+func start(t testing.TB, tg testbroker.Target, cfg gateway.Config, ucfg upstream.Config, wrap func(gateway.Upstream) gateway.Upstream, opts ...gateway.Option) *gateway.Gateway {
+	t.Helper()
 	if len(cfg.Listen) == 0 {
 		cfg.Listen = []string{"127.0.0.1:0"}
 	}
@@ -55,7 +80,11 @@ func StartWith(t testing.TB, tg testbroker.Target, cfg gateway.Config, ucfg upst
 	if err != nil {
 		t.Fatalf("upstream: %v", err)
 	}
-	opts = append([]gateway.Option{gateway.WithUpstream(up), gateway.WithLogger(log.Named("gateway"))}, opts...)
+	var gu gateway.Upstream = up
+	if wrap != nil {
+		gu = wrap(up)
+	}
+	opts = append([]gateway.Option{gateway.WithUpstream(gu), gateway.WithLogger(log.Named("gateway"))}, opts...)
 	g, err := gateway.New(cfg, opts...)
 	if err != nil {
 		t.Fatalf("gateway.New: %v", err)
