@@ -261,6 +261,12 @@ func (s *shard) onWillTopic(now time.Time, sess *session, wt *snpacket.WillTopic
 		s.finishConnect(now, sess)
 		return
 	}
+	if !s.g.checkName(sess.log, wt.Type(), wt.WillTopic) {
+		// The broker would refuse the upstream CONNECT (or drop it when
+		// the will is published): refuse the node's CONNECT instead.
+		s.refuseConnect(sess, snpacket.RejectedNotSupported)
+		return
+	}
 	sess.pendingWill = &Message{Topic: wt.WillTopic, QoS: qosUp(wt.QoS), Retain: wt.Retain}
 	sess.phase = phaseWillMsg
 	sess.supervise(now)
@@ -562,6 +568,10 @@ func (s *shard) onPacket(now time.Time, sess *session, pkt snpacket.Packet) {
 	case *snpacket.Disconnect:
 		s.onDisconnect(now, sess, p)
 	case *snpacket.WillTopicUpd:
+		if p.WillTopic != "" && !s.g.checkName(sess.log, p.Type(), p.WillTopic) {
+			s.send(sess, &snpacket.WillTopicResp{ReturnCode: snpacket.RejectedNotSupported})
+			return // the will stays as it was
+		}
 		if p.WillTopic == "" {
 			sess.will = nil // deletes topic and message (spec §6.4)
 		} else {

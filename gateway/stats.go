@@ -49,10 +49,11 @@ const (
 	MalformedUnknownType
 	MalformedReservedTopicIDType
 	MalformedOther
+	MalformedReservedQoS
 	malformedKinds
 )
 
-var malformedNames = [...]string{"too_short", "length_mismatch", "unknown_type", "reserved_topic_id_type", "malformed"} //nolint:gochecknoglobals // constant table
+var malformedNames = [...]string{"too_short", "length_mismatch", "unknown_type", "reserved_topic_id_type", "malformed", "reserved_qos"} //nolint:gochecknoglobals // constant table
 
 func (k MalformedKind) String() string {
 	if int(k) < len(malformedNames) {
@@ -80,6 +81,8 @@ func malformedKind(err error) MalformedKind {
 		return MalformedUnknownType
 	case errors.Is(err, snpacket.ErrReservedTopicIDType):
 		return MalformedReservedTopicIDType
+	case errors.Is(err, snpacket.ErrReservedQoS):
+		return MalformedReservedQoS
 	default:
 		return MalformedOther
 	}
@@ -130,6 +133,10 @@ type Stats struct {
 	IdentityRefused       atomic.Uint64
 	ForwarderDenied       atomic.Uint64
 	WakeCycles            atomic.Uint64
+	// Rejected counts node messages refused before they reached the
+	// broker (answered with a return code, or dropped at QoS 0 and -1),
+	// by reason.
+	Rejected [rejectReasons]atomic.Uint64
 }
 
 // countOut records a datagram sent.
