@@ -159,7 +159,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.returnCodes, st.ReturnCodes[i].Load(), name)
 	}
 
-	qos0, overflow, budget, tooLarge := st.BufferDroppedQoS0.Load(), st.BufferDroppedOverflow.Load(), st.BufferDroppedBudget.Load(), st.BufferDroppedTooLarge.Load()
+	qos0, overflow, budget, tooLarge, unacked := st.BufferDroppedQoS0.Load(), st.BufferDroppedOverflow.Load(), st.BufferDroppedBudget.Load(), st.BufferDroppedTooLarge.Load(), st.BufferDroppedUnacked.Load()
 	for _, d := range []struct {
 		reason string
 		v      uint64
@@ -170,7 +170,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		{"buffer_overflow", overflow},
 		{"buffer_budget", budget},
 		{"buffer_too_large", tooLarge},
-		{"buffer_other", sub(st.BufferDropped.Load(), qos0+overflow+budget+tooLarge)},
+		{"buffer_unacked", unacked},
+		{"buffer_other", sub(st.BufferDropped.Load(), qos0+overflow+budget+tooLarge+unacked)},
 		{"qos_minus_one", st.QoSMinusOneDrop.Load()},
 		{"forwarder_denied", st.ForwarderDenied.Load()},
 		{"identity_refused", st.IdentityRefused.Load()},

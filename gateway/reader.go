@@ -216,14 +216,21 @@ func (g *Gateway) publishMinusOne(from peer, p *snpacket.Publish) {
 		name, ok := g.predef.Name(p.TopicID)
 		if !ok {
 			g.stats.QoSMinusOneDrop.Add(1)
-			g.log.Debug("QoS -1 publish to unknown predefined id", zap.Uint16("topic_id", p.TopicID), zap.Stringer("from", from.addr))
+			g.stats.Rejected[RejectQoSMinusOneUnknownPredefined].Add(1)
+			g.log.Debug("QoS -1 publish dropped", zap.Stringer("reason", RejectQoSMinusOneUnknownPredefined),
+				zap.Uint16("topic_id", p.TopicID), zap.Stringer("from", from.addr))
 			return
 		}
 		topic = name
 	case snpacket.TopicShort:
 		topic = snpacket.ShortTopicName(p.TopicID)
 	default:
+		// TopicIdType normal: a long topic name (a Paho extension, not in
+		// v1.2) or a registered id; spec §6.8 allows neither.
 		g.stats.QoSMinusOneDrop.Add(1)
+		g.stats.Rejected[RejectQoSMinusOneLongTopic].Add(1)
+		g.log.Debug("QoS -1 publish dropped", zap.Stringer("reason", RejectQoSMinusOneLongTopic),
+			zap.Uint16("topic_id", p.TopicID), zap.Int("size", len(p.Data)+7), zap.Stringer("from", from.addr))
 		return
 	}
 	if v := topicreg.CheckName(topic); v != topicreg.Valid {

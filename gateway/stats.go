@@ -119,12 +119,13 @@ type Stats struct {
 	// PUBACK, SUBACK, WILL*RESP), by code 0 to 3.
 	ReturnCodes [4]atomic.Uint64
 	// BufferDropped counts messages for nodes that were dropped, and
-	// BufferDroppedQoS0/Overflow/Budget/TooLarge why.
+	// BufferDroppedQoS0/Overflow/Budget/TooLarge/Unacked why.
 	BufferDropped         atomic.Uint64
 	BufferDroppedQoS0     atomic.Uint64
 	BufferDroppedOverflow atomic.Uint64
 	BufferDroppedBudget   atomic.Uint64
 	BufferDroppedTooLarge atomic.Uint64
+	BufferDroppedUnacked  atomic.Uint64 // retransmissions exhausted (see exhausted)
 	Connects              atomic.Uint64
 	Closes                [closeReasons]atomic.Uint64
 	Lost                  atomic.Uint64

@@ -223,6 +223,10 @@ func (s *shard) nodeOpDone(now time.Time, sess *session, o op, r opResult) {
 	switch o.kind {
 	case opPublish:
 		s.publishDone(sess, o, r.err)
+		if o.nodeQoS == snpacket.QoS1 || o.nodeQoS == snpacket.QoS2 {
+			sess.upWait--
+			s.pump(now, sess) // the node has its answer: downlink goes on
+		}
 	case opSubscribe:
 		sess.subWait--
 		if r.err != nil {
@@ -425,6 +429,9 @@ func (s *shard) onPublish(now time.Time, sess *session, p *snpacket.Publish) {
 		}
 		sess.qos2[p.MsgID] = false
 	default: // QoS 0 (and -1, which the reader forwards itself): no state
+	}
+	if p.QoS == snpacket.QoS1 || p.QoS == snpacket.QoS2 {
+		sess.upWait++
 	}
 	s.enqueue(sess, o)
 }

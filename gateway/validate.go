@@ -30,12 +30,18 @@ const (
 	RejectMalformedFilter                         // a filter with a misplaced wildcard
 	RejectReservedTopicIDType                     // TopicIdType 0b11
 	RejectReservedQoS                             // QoS 0b11 in SUBSCRIBE
+	// QoS -1 PUBLISH with a normal topic id type: a long topic name
+	// (a Paho extension, not in v1.2) or a registered id, which means
+	// nothing without a connection (spec §6.8).
+	RejectQoSMinusOneLongTopic
+	RejectQoSMinusOneUnknownPredefined // QoS -1 PUBLISH to an unknown predefined id
 	rejectReasons
 )
 
 var rejectNames = [...]string{ //nolint:gochecknoglobals // constant table
 	"empty_topic", "topic_too_long", "null_char", "invalid_utf8", "bad_code_point",
 	"wildcard_in_name", "malformed_filter", "reserved_topic_id_type", "reserved_qos",
+	"qos_minus_one_long_topic", "qos_minus_one_unknown_predefined",
 }
 
 func (r RejectReason) String() string {
