@@ -70,7 +70,7 @@ func handshakeFailureReason(err error) string {
 	case errors.Is(err, context.DeadlineExceeded) || strings.Contains(msg, "timeout"):
 		return "timeout: no answer from the client (wrong PSK key, or the client gave up)"
 	case strings.Contains(msg, "required client verification") || strings.Contains(msg, "no certificate provided"):
-		return "no client certificate"
+		return "no client certificate signed by dtls.client_ca_file"
 	case strings.Contains(msg, "certificate") || strings.Contains(msg, "x509"):
 		return "client certificate not accepted (unknown CA?)"
 	case strings.Contains(msg, "cipher suite"):

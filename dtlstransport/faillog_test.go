@@ -37,7 +37,7 @@ func TestHandshakeFailureReason(t *testing.T) {
 	}{
 		{fmt.Errorf("handshake: %w", errUnknownIdentity), "unknown PSK identity"},
 		{context.DeadlineExceeded, "timeout: no answer from the client (wrong PSK key, or the client gave up)"},
-		{errors.New("server required client verification, but got none"), "no client certificate"},
+		{errors.New("server required client verification, but got none"), "no client certificate signed by dtls.client_ca_file"},
 		{errors.New("x509: certificate signed by unknown authority"), "client certificate not accepted (unknown CA?)"},
 		{errors.New("certificate chain is not signed by an acceptable CA"), "client certificate not accepted (unknown CA?)"},
 		{errors.New("alert: Alert LevelFatal: DecryptError"), "keys do not match (wrong PSK key?)"},
