@@ -90,7 +90,7 @@ func (g *Gateway) reject(log *zap.Logger, r RejectReason, t snpacket.MsgType, to
 		if len(topic) > maxLoggedTopic {
 			topic = topic[:maxLoggedTopic]
 		}
-		ce.Write(zap.Stringer("reason", r), zap.Stringer("type", t), zap.ByteString("topic", []byte(topic)))
+		ce.Write(zap.Stringer("reason", r), zap.Stringer("type", t), zap.String("topic", topic))
 	}
 }
 
