@@ -35,7 +35,7 @@ type collector struct {
 	connects, closes, lost, wakes                                    *prometheus.Desc
 	rawDatagrams, rawBytes, datagrams, datagramBytes, writeErrors    *prometheus.Desc
 	publishes, retransmits, returnCodes, dropped, malformed          *prometheus.Desc
-	upFailures, upClosed                                             *prometheus.Desc
+	upFailures, upClosed, rejected                                   *prometheus.Desc
 	upConnected, upConnects, upConnectFailures, upReconnects, upLost *prometheus.Desc
 	dtlsHandshakes, dtlsHandshaking, dtlsEstablished                 *prometheus.Desc
 }
@@ -69,6 +69,7 @@ func newCollector(src Source, cfg Config, log *zap.Logger) *collector {
 	c.returnCodes = d("return_codes_total", "Return codes sent to nodes in CONNACK, REGACK, PUBACK, SUBACK and WILL*RESP.", "code")
 	c.dropped = d("dropped_total", "Datagrams and messages dropped, by reason.", "reason")
 	c.malformed = d("malformed_total", "Datagrams dropped as malformed, by error.", "kind")
+	c.rejected = d("rejected_total", "Node messages refused before they reached the broker (a topic MQTT forbids, a reserved flag value), by reason.", "reason")
 	c.upFailures = d("upstream_publish_failures_total", "Node messages the broker refused or that failed upstream.")
 	c.upClosed = d("upstream_sessions_closed_total", "Upstream sessions the gateway closed.")
 	if c.upstream != nil {
@@ -92,7 +93,7 @@ func (c *collector) descs() []*prometheus.Desc {
 		c.connects, c.closes, c.lost, c.wakes,
 		c.rawDatagrams, c.rawBytes, c.datagrams, c.datagramBytes, c.writeErrors,
 		c.publishes, c.retransmits, c.returnCodes, c.dropped, c.malformed,
-		c.upFailures, c.upClosed,
+		c.upFailures, c.upClosed, c.rejected,
 	}
 	if c.upstream != nil {
 		ds = append(ds, c.upConnected, c.upConnects, c.upConnectFailures, c.upReconnects, c.upLost)
@@ -158,7 +159,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.returnCodes, st.ReturnCodes[i].Load(), name)
 	}
 
-	qos0, overflow, budget, tooLarge := st.BufferDroppedQoS0.Load(), st.BufferDroppedOverflow.Load(), st.BufferDroppedBudget.Load(), st.BufferDroppedTooLarge.Load()
+	qos0, overflow, budget, tooLarge, unacked := st.BufferDroppedQoS0.Load(), st.BufferDroppedOverflow.Load(), st.BufferDroppedBudget.Load(), st.BufferDroppedTooLarge.Load(), st.BufferDroppedUnacked.Load()
 	for _, d := range []struct {
 		reason string
 		v      uint64
@@ -169,7 +170,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		{"buffer_overflow", overflow},
 		{"buffer_budget", budget},
 		{"buffer_too_large", tooLarge},
-		{"buffer_other", sub(st.BufferDropped.Load(), qos0+overflow+budget+tooLarge)},
+		{"buffer_unacked", unacked},
+		{"buffer_other", sub(st.BufferDropped.Load(), qos0+overflow+budget+tooLarge+unacked)},
 		{"qos_minus_one", st.QoSMinusOneDrop.Load()},
 		{"forwarder_denied", st.ForwarderDenied.Load()},
 		{"identity_refused", st.IdentityRefused.Load()},
@@ -191,6 +193,10 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			v += rest
 		}
 		counter(c.malformed, v, k.String())
+	}
+
+	for _, r := range gateway.RejectReasons() {
+		counter(c.rejected, st.Rejected[r].Load(), r.String())
 	}
 
 	counter(c.upFailures, st.UpstreamFailures.Load())

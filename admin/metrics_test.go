@@ -83,6 +83,9 @@ func TestMetrics(t *testing.T) {
 	st.BufferDroppedBudget.Add(3) // and 1 without a reason
 	st.Malformed.Add(3)
 	st.MalformedByKind[gateway.MalformedTooShort].Add(2) // and 1 without a kind
+	st.Rejected[gateway.RejectWildcardInName].Add(4)
+	st.BufferDropped.Add(2)
+	st.BufferDroppedUnacked.Add(2)
 	src.set(
 		gateway.ClientInfo{ClientID: "secret-a", State: "active", Buffered: 2, BufferedBytes: 20, InFlight: true},
 		gateway.ClientInfo{ClientID: "secret-b", State: "asleep", Buffered: 5, BufferedBytes: 50},
@@ -126,6 +129,9 @@ func TestMetrics(t *testing.T) {
 		{"mqttsn_dropped_total", []string{"reason", "buffer_other"}, 1},
 		{"mqttsn_malformed_total", []string{"kind", "too_short"}, 2},
 		{"mqttsn_malformed_total", []string{"kind", "malformed"}, 1},
+		{"mqttsn_rejected_total", []string{"reason", "wildcard_in_name"}, 4},
+		{"mqttsn_rejected_total", []string{"reason", "reserved_qos"}, 0},
+		{"mqttsn_dropped_total", []string{"reason", "buffer_unacked"}, 2},
 		{"mqttsn_upstream_connected_sessions", nil, 2},
 		{"mqttsn_upstream_reconnects_total", nil, 1},
 		{"mqttsn_upstream_connect_failures_total", nil, 4},

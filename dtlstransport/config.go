@@ -45,6 +45,9 @@ type Config struct {
 	// ClientCAFile, when set, makes certificate handshakes require a client
 	// certificate signed by one of its PEM CAs (config dtls.client_ca_file).
 	ClientCAFile string
+	// PSKIdentityHint is sent to clients in PSK handshakes (config
+	// dtls.psk_identity_hint), for clients that need one; empty: none.
+	PSKIdentityHint string
 
 	// HandshakeTimeout bounds one handshake. Default 30s: radios lose
 	// flights and pion retransmits them with backoff.
@@ -110,6 +113,9 @@ func (c Config) Validate() error {
 	}
 	if c.ClientCAFile != "" && c.CertFile == "" {
 		return errors.New("dtls: dtls.client_ca_file needs dtls.cert_file and dtls.key_file: client certificates are only asked for in certificate handshakes")
+	}
+	if c.PSKIdentityHint != "" && c.PSKFile == "" {
+		return errors.New("dtls: dtls.psk_identity_hint needs dtls.psk_file: the hint is sent only in PSK handshakes")
 	}
 	if c.HandshakeTimeout < 0 {
 		return fmt.Errorf("dtls: handshake timeout %v is negative", c.HandshakeTimeout)

@@ -27,6 +27,7 @@ func TestValidateNamesConfigKeys(t *testing.T) {
 		{Config{Listen: ":1885", CertFile: "c"}, "dtls.key_file is empty"},
 		{Config{Listen: ":1885", KeyFile: "k"}, "dtls.cert_file is empty"},
 		{Config{Listen: ":1885", PSKFile: "p", ClientCAFile: "ca"}, "dtls.client_ca_file needs dtls.cert_file"},
+		{Config{Listen: ":1885", CertFile: "c", KeyFile: "k", PSKIdentityHint: "h"}, "dtls.psk_identity_hint needs dtls.psk_file"},
 		{Config{Listen: ":1885", PSKFile: "p", MaxHandshakes: -1}, "max handshakes"},
 		{Config{Listen: ":1885", PSKFile: "p", IdleTimeout: -time.Second}, "idle timeout"},
 	} {

@@ -153,8 +153,11 @@ func (p *peer) run() {
 	if err != nil {
 		if p.ctx.Err() == nil {
 			t.stats.HandshakesFailed.Add(1)
+			t.logHandshakeFailure(p, time.Since(start), err)
+			return
 		}
-		t.log.Debug("DTLS handshake failed", zap.Uint64("peer", p.id), zap.Stringer("addr", p.curUA.Load()),
+		// Evicted, displaced or closed: not the client's failure.
+		t.log.Debug("DTLS handshake ended", zap.Uint64("peer", p.id), zap.Stringer("addr", p.curUA.Load()),
 			zap.Duration("after", time.Since(start)), zap.Error(err))
 		return
 	}

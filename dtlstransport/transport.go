@@ -28,6 +28,7 @@ type Transport struct {
 	clientCAs *x509.CertPool
 	psk       atomic.Pointer[pskKeys]
 	stats     Stats
+	failLog   failLog
 
 	ctx    context.Context //nolint:containedctx // lifetime of the listener, parent of every peer's
 	cancel context.CancelFunc
@@ -114,6 +115,9 @@ func Listen(cfg Config, log *zap.Logger) (*Transport, error) {
 		t.psk.Store(&keys)
 		// WithPSK is added per peer (serverOptions), to record the key used.
 		suites = append(suites, dtls.TLS_PSK_WITH_AES_128_CCM_8, dtls.TLS_PSK_WITH_AES_128_GCM_SHA256)
+		if cfg.PSKIdentityHint != "" {
+			opts = append(opts, dtls.WithPSKIdentityHint([]byte(cfg.PSKIdentityHint)))
+		}
 	}
 	if cfg.CertFile != "" {
 		cert, err := loadCertificate(cfg.CertFile, cfg.KeyFile)

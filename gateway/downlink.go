@@ -19,6 +19,18 @@ const (
 	stagePubrel                // PUBREL sent, waiting for PUBCOMP
 )
 
+// msgType is what the gateway sends at the stage.
+func (st stage) msgType() snpacket.MsgType {
+	switch st {
+	case stageRegister:
+		return snpacket.TypeRegister
+	case stagePublish:
+		return snpacket.TypePublish
+	default:
+		return snpacket.TypePubrel
+	}
+}
+
 // outbound is the one message in flight towards a node. The gateway keeps
 // one at a time per node: constrained nodes handle one transaction at a
 // time, and it keeps delivery in order.
@@ -30,6 +42,52 @@ type outbound struct {
 	msgID   uint16
 	retries int
 	retryAt time.Time
+	// reregistered: the node answered "invalid topic id" once and the id
+	// was registered again.
+	reregistered bool
+	// exhausted: its retransmissions ran out once already (the node was
+	// lost); if they run out again it is dropped.
+	exhausted bool
+}
+
+// size is the datagram the message is sent as at its stage.
+func (out *outbound) size() int {
+	switch out.stage {
+	case stageRegister:
+		return (&snpacket.Register{TopicID: out.topicID, MsgID: out.msgID, TopicName: out.item.Topic}).Len()
+	case stagePublish:
+		return (&snpacket.Publish{TopicIDType: out.idType, TopicID: out.topicID, Data: out.item.Payload}).Len()
+	default:
+		return (&snpacket.Pubrel{}).Len()
+	}
+}
+
+// smallDatagram is the size up to which a message that went
+// unacknowledged is blamed on the link rather than on its size: the
+// 1-octet Length form, and the buffer of common small clients
+// (mqtt-sn-tools).
+const smallDatagram = 255
+
+// exhausted handles a message whose retransmissions ran out (the node is
+// then lost, spec §6.13). The message is dropped, so that it does not
+// block what is queued behind it for ever, when it is larger than
+// smallDatagram and than any datagram the node ever acknowledged (it most
+// likely cannot take it), or when it ran out once before; otherwise it is
+// sent again, first, when the node connects again.
+func (s *shard) exhausted(sess *session) (size int, dropped bool) {
+	out := sess.inflight
+	size = out.size()
+	if out.exhausted || (size > smallDatagram && size > sess.maxAcked) {
+		sess.inflight = nil
+		if out.stage == stageRegister {
+			sess.topics.Remove(out.topicID)
+		}
+		s.g.stats.BufferDropped.Add(1)
+		s.g.stats.BufferDroppedUnacked.Add(1)
+		return size, true
+	}
+	out.exhausted = true
+	return size, false
 }
 
 // onDeliver queues a broker message for the node and starts delivery when
@@ -87,7 +145,7 @@ func (s *shard) deliveryQoS(sess *session, m Message) (snpacket.QoS, bool) {
 // QoS 1 and 2 one at a time, each preceded by a REGISTER when the node
 // does not know the topic id yet (spec §6.10).
 func (s *shard) pump(now time.Time, sess *session) {
-	for sess.inflight == nil && sess.subWait == 0 && sess.phase == phaseNone &&
+	for sess.inflight == nil && sess.subWait == 0 && sess.upWait == 0 && sess.phase == phaseNone &&
 		(sess.state == sleepmgr.Active || sess.state == sleepmgr.Awake) {
 		it, ok := sess.queue.Pop()
 		if !ok {
@@ -228,9 +286,13 @@ func (s *shard) finishInflight(now time.Time, sess *session, delivered bool) {
 	s.pump(now, sess)
 }
 
-// acked accounts the node's answer to the in-flight message.
+// acked accounts the node's answer to the in-flight message, and
+// remembers the largest datagram the node has shown it can take.
 func (sess *session) acked() {
 	sess.traffic.DownlinkDatagrams[qi(snpacket.QoS(sess.inflight.item.QoS))]++
+	if n := sess.inflight.size(); n > sess.maxAcked {
+		sess.maxAcked = n
+	}
 }
 
 func (s *shard) onRegack(now time.Time, sess *session, r *snpacket.Regack) {
@@ -257,6 +319,9 @@ func (s *shard) onRegack(now time.Time, sess *session, r *snpacket.Regack) {
 	out.retries = 0
 	out.msgID = sess.newMsgID()
 	s.sendInflight(now, sess, false)
+	if sess.inflight == nil { // too large to send: dropped, go on
+		s.pump(now, sess)
+	}
 }
 
 func (s *shard) onPuback(now time.Time, sess *session, p *snpacket.Puback) {
@@ -265,16 +330,20 @@ func (s *shard) onPuback(now time.Time, sess *session, p *snpacket.Puback) {
 		return
 	}
 	sess.acked()
-	if p.ReturnCode == snpacket.RejectedInvalidTopicID && out.idType == snpacket.TopicNormal && out.retries <= s.g.cfg.RetryCount {
-		// The node lost the id: register it again, then resend.
-		sess.topics.Remove(out.topicID)
-		if !s.topicFor(sess, out) {
-			s.finishInflight(now, sess, false)
-			return
-		}
+	if p.ReturnCode == snpacket.RejectedInvalidTopicID && out.idType == snpacket.TopicNormal && !out.reregistered {
+		// The node does not know the id (a restarted client, say):
+		// register it again and resend, once; a node that refuses the
+		// same message again does not get it retried.
+		sess.log.Debug("node does not know the topic id: registering it again", zap.String("topic", out.item.Topic), zap.Uint16("topic_id", out.topicID))
+		sess.topics.Unack(out.topicID)
+		out.reregistered = true
+		out.stage = stageRegister
 		out.msgID = sess.newMsgID()
-		out.retries++
+		out.retries = 0
 		s.sendInflight(now, sess, false)
+		if sess.inflight == nil {
+			s.pump(now, sess)
+		}
 		return
 	}
 	if p.ReturnCode != snpacket.Accepted {

@@ -9,6 +9,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/mqttsn-gateway/mqttsn-gateway/snpacket"
+	"github.com/mqttsn-gateway/mqttsn-gateway/topicreg"
 )
 
 // inbound is one decoded datagram on its way to a shard.
@@ -55,7 +56,7 @@ func (g *Gateway) readLoop(ctx context.Context, tr int, t Transport) {
 // dispatch decodes one datagram and routes it.
 func (g *Gateway) dispatch(from peer, data []byte) {
 	pkt, err := snpacket.Unmarshal(data)
-	if enc, ok := pkt.(*snpacket.Encapsulated); ok && (err == nil || errors.Is(err, snpacket.ErrProtocolID)) {
+	if enc, ok := pkt.(*snpacket.Encapsulated); ok && (err == nil || snpacket.ReturnsPacket(err)) {
 		if !g.allow.allows(from.key.ap) {
 			g.stats.ForwarderDenied.Add(1)
 			g.log.Debug("encapsulated message from a forwarder not on forwarders.allow", zap.Stringer("from", from.addr))
@@ -74,8 +75,10 @@ func (g *Gateway) dispatch(from peer, data []byte) {
 			g.send(from, &snpacket.Connack{ReturnCode: snpacket.RejectedNotSupported})
 			return
 		}
-		g.malformed(malformedKind(err))
-		g.log.Debug("malformed datagram dropped", zap.Stringer("from", from.addr), zap.Error(err))
+		if !g.reservedValue(from, pkt, err, len(data)) {
+			g.malformed(malformedKind(err))
+			g.log.Debug("malformed datagram dropped", zap.Stringer("from", from.addr), zap.Error(err))
+		}
 		return
 	}
 	g.stats.countIn(pkt.Type(), len(data))
@@ -109,6 +112,38 @@ func (g *Gateway) dispatch(from peer, data []byte) {
 		return
 	}
 	g.noSession(from, pkt)
+}
+
+// reservedValue routes a PUBLISH, SUBSCRIBE or UNSUBSCRIBE that carries a
+// reserved TopicIdType or QoS (decoded with its MsgId) to the node's
+// session, which answers it; a QoS -1 one is counted and dropped. It
+// reports false for what stays a malformed datagram: anything else, and
+// such a message from an address without a session (which is never
+// answered with more than it sent).
+func (g *Gateway) reservedValue(from peer, pkt snpacket.Packet, err error, size int) bool {
+	if pkt == nil || (!errors.Is(err, snpacket.ErrReservedTopicIDType) && !errors.Is(err, snpacket.ErrReservedQoS)) {
+		return false
+	}
+	switch p := pkt.(type) {
+	case *snpacket.Publish:
+		if p.QoS == snpacket.QoSMinusOne {
+			g.stats.countIn(pkt.Type(), size)
+			g.stats.QoSMinusOneIn.Add(1)
+			g.stats.QoSMinusOneDrop.Add(1)
+			g.reject(g.log.With(zap.Stringer("from", from.addr)), RejectReservedTopicIDType, p.Type(), "")
+			return true
+		}
+	case *snpacket.Subscribe, *snpacket.Unsubscribe:
+	default:
+		return false
+	}
+	i, ok := g.lookup(from.key)
+	if !ok {
+		return false
+	}
+	g.stats.countIn(pkt.Type(), size)
+	g.toShard(i, inbound{from: from, pkt: pkt, size: size})
+	return true
 }
 
 // identityAllowed reports whether a peer may act as clientID: always on
@@ -181,14 +216,28 @@ func (g *Gateway) publishMinusOne(from peer, p *snpacket.Publish) {
 		name, ok := g.predef.Name(p.TopicID)
 		if !ok {
 			g.stats.QoSMinusOneDrop.Add(1)
-			g.log.Debug("QoS -1 publish to unknown predefined id", zap.Uint16("topic_id", p.TopicID), zap.Stringer("from", from.addr))
+			g.stats.Rejected[RejectQoSMinusOneUnknownPredefined].Add(1)
+			g.log.Debug("QoS -1 publish dropped", zap.Stringer("reason", RejectQoSMinusOneUnknownPredefined),
+				zap.Uint16("topic_id", p.TopicID), zap.Stringer("from", from.addr))
 			return
 		}
 		topic = name
 	case snpacket.TopicShort:
 		topic = snpacket.ShortTopicName(p.TopicID)
 	default:
+		// TopicIdType normal: a long topic name (a Paho extension, not in
+		// v1.2) or a registered id; spec §6.8 allows neither.
 		g.stats.QoSMinusOneDrop.Add(1)
+		g.stats.Rejected[RejectQoSMinusOneLongTopic].Add(1)
+		g.log.Debug("QoS -1 publish dropped", zap.Stringer("reason", RejectQoSMinusOneLongTopic),
+			zap.Uint16("topic_id", p.TopicID), zap.Int("size", len(p.Data)+7), zap.Stringer("from", from.addr))
+		return
+	}
+	if v := topicreg.CheckName(topic); v != topicreg.Valid {
+		// A short name such as "/#" would make the broker drop the
+		// gateway's own connection.
+		g.stats.QoSMinusOneDrop.Add(1)
+		g.reject(g.log.With(zap.Stringer("from", from.addr)), rejectOf(v), p.Type(), topic)
 		return
 	}
 	msg := Message{Topic: topic, Payload: p.Data, QoS: 0, Retain: p.Retain}

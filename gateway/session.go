@@ -56,12 +56,17 @@ type session struct {
 	qos2    map[uint16]bool // node's QoS 2 MsgIds: false = forwarding, true = forwarded, awaiting PUBREL
 	qos1    map[uint16]bool // node's QoS 1 MsgIds being forwarded
 	subWait int             // SUBSCRIBEs not yet answered: downlink waits
+	// upWait counts the node's QoS 1/2 PUBLISHes awaiting the broker:
+	// downlink waits until their PUBACK/PUBREC went out, for clients that
+	// read exactly one datagram after a PUBLISH (issue 15).
+	upWait int
 
 	// downlink
 	queue       *sleepmgr.Buffer
 	inflight    *outbound
 	nextMsgID   uint16
 	dropsLogged bool
+	maxAcked    int // largest datagram the node acknowledged
 
 	// supervision
 	superviseAt time.Time
@@ -221,6 +226,11 @@ func (s *shard) onConnect(now time.Time, from peer, c *snpacket.Connect, size in
 	sess.keepAlive = time.Duration(c.Duration) * time.Second
 	if c.CleanSession {
 		s.resetSession(sess)
+	} else if sess.everConnected {
+		// A CONNECT, not a wake-up, keeping the session: the node may be a
+		// new process that knows none of the topic ids (issue 15). Each is
+		// REGISTERed again before its first downlink PUBLISH (spec §6.10).
+		sess.topics.UnackAll()
 	}
 	sess.pendingWill = nil
 	if c.Will {
@@ -246,6 +256,7 @@ func (s *shard) resetSession(sess *session) {
 	sess.qos1 = nil
 	sess.qos2 = nil
 	sess.subWait = 0 // answers to the old session's SUBSCRIBEs are dropped
+	sess.upWait = 0  // and to its PUBLISHes
 	if sess.up != nil {
 		s.closeUpstream(sess, nil)
 	}
@@ -259,6 +270,12 @@ func (s *shard) onWillTopic(now time.Time, sess *session, wt *snpacket.WillTopic
 	if wt.WillTopic == "" {
 		sess.pendingWill = nil // empty WILLTOPIC: no will
 		s.finishConnect(now, sess)
+		return
+	}
+	if !s.g.checkName(sess.log, wt.Type(), wt.WillTopic) {
+		// The broker would refuse the upstream CONNECT (or drop it when
+		// the will is published): refuse the node's CONNECT instead.
+		s.refuseConnect(sess, snpacket.RejectedNotSupported)
 		return
 	}
 	sess.pendingWill = &Message{Topic: wt.WillTopic, QoS: qosUp(wt.QoS), Retain: wt.Retain}
@@ -303,9 +320,16 @@ func (s *shard) connected(now time.Time, sess *session) {
 	sess.log.Info("connected", zap.Stringer("addr", sess.peer.addr), zap.Bool("clean", sess.clean),
 		zap.Duration("keep_alive", sess.keepAlive), zap.Bool("will", sess.will != nil))
 	sess.supervise(now)
-	// What was in flight when the node went away goes out again first.
-	if sess.inflight != nil {
-		s.sendInflight(now, sess, true)
+	// What was in flight when the node went away goes out again first,
+	// with a fresh retransmission budget, registered again if the node
+	// may not know its topic id.
+	if out := sess.inflight; out != nil {
+		out.retries = 0
+		if out.stage == stagePublish && out.idType == snpacket.TopicNormal && !sess.topics.Acked(out.topicID) {
+			out.stage = stageRegister
+			out.msgID = sess.newMsgID()
+		}
+		s.sendInflight(now, sess, out.stage == stagePublish)
 	}
 	s.pump(now, sess)
 	s.schedule(sess)
@@ -417,10 +441,10 @@ func (s *shard) onDisconnect(now time.Time, sess *session, d *snpacket.Disconnec
 }
 
 // lose declares the node lost: its will is published (spec §6.14).
-func (s *shard) lose(now time.Time, sess *session, reason CloseReason) {
+func (s *shard) lose(now time.Time, sess *session, reason CloseReason, why ...zap.Field) {
 	s.g.stats.Lost.Add(1)
 	s.g.stats.Closes[reason].Add(1)
-	sess.log.Info("lost", zap.Stringer("reason", reason), zap.Stringer("state", sess.state), zap.Bool("will", sess.will != nil))
+	sess.log.Info("lost", append([]zap.Field{zap.Stringer("reason", reason), zap.Stringer("state", sess.state), zap.Bool("will", sess.will != nil)}, why...)...)
 	sess.transition(sleepmgr.EvExpire)
 	sess.phase = phaseNone
 	sess.supervise(now)
@@ -473,7 +497,13 @@ func (s *shard) forgetIfClean(sess *session) {
 func (s *shard) onTimer(now time.Time, sess *session) {
 	if in := sess.inflight; in != nil && !in.retryAt.After(now) {
 		if in.retries >= s.g.cfg.RetryCount {
-			s.lose(now, sess, CloseRetries)
+			stage := in.stage
+			size, dropped := s.exhausted(sess)
+			// The lost line says why: the usual cause is a message larger
+			// than the node can take, which the operator can prevent.
+			s.lose(now, sess, CloseRetries, zap.Stringer("unacked", stage.msgType()), zap.Int("unacked_size", size),
+				zap.Bool("unacked_dropped", dropped),
+				zap.String("hint", "a node that cannot receive datagrams this large never acknowledges them; set limits.max_packet_size to what the nodes can take"))
 			return
 		}
 		s.retransmit(now, sess)
@@ -562,6 +592,10 @@ func (s *shard) onPacket(now time.Time, sess *session, pkt snpacket.Packet) {
 	case *snpacket.Disconnect:
 		s.onDisconnect(now, sess, p)
 	case *snpacket.WillTopicUpd:
+		if p.WillTopic != "" && !s.g.checkName(sess.log, p.Type(), p.WillTopic) {
+			s.send(sess, &snpacket.WillTopicResp{ReturnCode: snpacket.RejectedNotSupported})
+			return // the will stays as it was
+		}
 		if p.WillTopic == "" {
 			sess.will = nil // deletes topic and message (spec §6.4)
 		} else {

@@ -49,10 +49,11 @@ const (
 	MalformedUnknownType
 	MalformedReservedTopicIDType
 	MalformedOther
+	MalformedReservedQoS
 	malformedKinds
 )
 
-var malformedNames = [...]string{"too_short", "length_mismatch", "unknown_type", "reserved_topic_id_type", "malformed"} //nolint:gochecknoglobals // constant table
+var malformedNames = [...]string{"too_short", "length_mismatch", "unknown_type", "reserved_topic_id_type", "malformed", "reserved_qos"} //nolint:gochecknoglobals // constant table
 
 func (k MalformedKind) String() string {
 	if int(k) < len(malformedNames) {
@@ -80,6 +81,8 @@ func malformedKind(err error) MalformedKind {
 		return MalformedUnknownType
 	case errors.Is(err, snpacket.ErrReservedTopicIDType):
 		return MalformedReservedTopicIDType
+	case errors.Is(err, snpacket.ErrReservedQoS):
+		return MalformedReservedQoS
 	default:
 		return MalformedOther
 	}
@@ -116,12 +119,13 @@ type Stats struct {
 	// PUBACK, SUBACK, WILL*RESP), by code 0 to 3.
 	ReturnCodes [4]atomic.Uint64
 	// BufferDropped counts messages for nodes that were dropped, and
-	// BufferDroppedQoS0/Overflow/Budget/TooLarge why.
+	// BufferDroppedQoS0/Overflow/Budget/TooLarge/Unacked why.
 	BufferDropped         atomic.Uint64
 	BufferDroppedQoS0     atomic.Uint64
 	BufferDroppedOverflow atomic.Uint64
 	BufferDroppedBudget   atomic.Uint64
 	BufferDroppedTooLarge atomic.Uint64
+	BufferDroppedUnacked  atomic.Uint64 // retransmissions exhausted (see exhausted)
 	Connects              atomic.Uint64
 	Closes                [closeReasons]atomic.Uint64
 	Lost                  atomic.Uint64
@@ -130,6 +134,10 @@ type Stats struct {
 	IdentityRefused       atomic.Uint64
 	ForwarderDenied       atomic.Uint64
 	WakeCycles            atomic.Uint64
+	// Rejected counts node messages refused before they reached the
+	// broker (answered with a return code, or dropped at QoS 0 and -1),
+	// by reason.
+	Rejected [rejectReasons]atomic.Uint64
 }
 
 // countOut records a datagram sent.

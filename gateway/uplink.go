@@ -223,6 +223,10 @@ func (s *shard) nodeOpDone(now time.Time, sess *session, o op, r opResult) {
 	switch o.kind {
 	case opPublish:
 		s.publishDone(sess, o, r.err)
+		if o.nodeQoS == snpacket.QoS1 || o.nodeQoS == snpacket.QoS2 {
+			sess.upWait--
+			s.pump(now, sess) // the node has its answer: downlink goes on
+		}
 	case opSubscribe:
 		sess.subWait--
 		if r.err != nil {
@@ -358,6 +362,10 @@ func (s *shard) resolveTopic(sess *session, t snpacket.TopicIDType, id uint16) (
 }
 
 func (s *shard) onRegister(sess *session, r *snpacket.Register) {
+	if !s.g.checkName(sess.log, r.Type(), r.TopicName) {
+		s.send(sess, &snpacket.Regack{MsgID: r.MsgID, ReturnCode: snpacket.RejectedNotSupported})
+		return
+	}
 	id, err := sess.topics.Register(r.TopicName)
 	rc := returnCode(err)
 	if rc != snpacket.Accepted {
@@ -382,9 +390,19 @@ func returnCode(err error) snpacket.ReturnCode {
 func (s *shard) onPublish(now time.Time, sess *session, p *snpacket.Publish) {
 	sess.traffic.PublishesIn[qi(p.QoS)]++
 	sess.traffic.UplinkDatagrams[qi(p.QoS)]++
+	if !s.g.checkReserved(sess.log, p) {
+		s.refusePublish(sess, p, snpacket.RejectedNotSupported)
+		return
+	}
 	topic, rc := s.resolveTopic(sess, p.TopicIDType, p.TopicID)
 	if rc != snpacket.Accepted {
 		s.send(sess, &snpacket.Puback{TopicID: p.TopicID, MsgID: p.MsgID, ReturnCode: rc})
+		return
+	}
+	if !s.g.checkName(sess.log, p.Type(), topic) {
+		// A short name such as "/#", or a predefined name that is no
+		// topic name: the broker would drop the connection.
+		s.refusePublish(sess, p, snpacket.RejectedNotSupported)
 		return
 	}
 	o := op{kind: opPublish, nodeQoS: p.QoS, msgID: p.MsgID, topicID: p.TopicID,
@@ -412,7 +430,18 @@ func (s *shard) onPublish(now time.Time, sess *session, p *snpacket.Publish) {
 		sess.qos2[p.MsgID] = false
 	default: // QoS 0 (and -1, which the reader forwards itself): no state
 	}
+	if p.QoS == snpacket.QoS1 || p.QoS == snpacket.QoS2 {
+		sess.upWait++
+	}
 	s.enqueue(sess, o)
+}
+
+// refusePublish answers a refused QoS 1 or 2 PUBLISH with PUBACK rc; a
+// QoS 0 one is dropped (it was counted).
+func (s *shard) refusePublish(sess *session, p *snpacket.Publish, rc snpacket.ReturnCode) {
+	if p.QoS == snpacket.QoS1 || p.QoS == snpacket.QoS2 {
+		s.send(sess, &snpacket.Puback{TopicID: p.TopicID, MsgID: p.MsgID, ReturnCode: rc})
+	}
 }
 
 func (s *shard) onPubrel(sess *session, p *snpacket.Pubrel) {
@@ -429,23 +458,16 @@ func (s *shard) onPubrel(sess *session, p *snpacket.Pubrel) {
 // name (spec §6.9). SUBACK is sent once the broker granted the
 // subscription; downlink to the node waits until then.
 func (s *shard) onSubscribe(sess *session, p *snpacket.Subscribe) {
+	if !s.g.checkReserved(sess.log, p) {
+		s.send(sess, &snpacket.Suback{MsgID: p.MsgID, ReturnCode: snpacket.RejectedNotSupported})
+		return
+	}
 	var filter string
 	var topicID uint16
 	sub := subscription{qos: p.QoS, idType: p.TopicIDType}
 	switch p.TopicIDType {
 	case snpacket.TopicNormal:
 		filter = p.TopicName
-		if !topicreg.HasWildcard(filter) {
-			id, err := sess.topics.Register(filter)
-			if rc := returnCode(err); rc != snpacket.Accepted {
-				s.send(sess, &snpacket.Suback{MsgID: p.MsgID, ReturnCode: rc})
-				return
-			}
-			topicID = id
-		} else if !topicreg.ValidFilter(filter) {
-			s.send(sess, &snpacket.Suback{MsgID: p.MsgID, ReturnCode: snpacket.RejectedNotSupported})
-			return
-		}
 	case snpacket.TopicPredefined:
 		name, ok := s.g.predef.Name(p.TopicID)
 		if !ok {
@@ -456,9 +478,19 @@ func (s *shard) onSubscribe(sess *session, p *snpacket.Subscribe) {
 	case snpacket.TopicShort:
 		filter, topicID, sub.id = snpacket.ShortTopicName(p.TopicID), p.TopicID, p.TopicID
 	}
-	if filter == "" {
+	// Short names and predefined names follow the rules of filters too
+	// (spec §6.7): "/#" is well formed, "a#" is not.
+	if !s.g.checkFilter(sess.log, p.Type(), filter) {
 		s.send(sess, &snpacket.Suback{MsgID: p.MsgID, ReturnCode: snpacket.RejectedNotSupported})
 		return
+	}
+	if p.TopicIDType == snpacket.TopicNormal && !topicreg.HasWildcard(filter) {
+		id, err := sess.topics.Register(filter)
+		if rc := returnCode(err); rc != snpacket.Accepted {
+			s.send(sess, &snpacket.Suback{MsgID: p.MsgID, ReturnCode: rc})
+			return
+		}
+		topicID = id
 	}
 	// Recorded now: the broker may send retained messages before its
 	// SUBACK reaches us. They wait in the queue until SUBACK went out.
@@ -469,6 +501,10 @@ func (s *shard) onSubscribe(sess *session, p *snpacket.Subscribe) {
 }
 
 func (s *shard) onUnsubscribe(sess *session, p *snpacket.Unsubscribe) {
+	if !s.g.checkReserved(sess.log, p) {
+		s.send(sess, &snpacket.Unsuback{MsgID: p.MsgID})
+		return
+	}
 	var filter string
 	switch p.TopicIDType {
 	case snpacket.TopicNormal:
@@ -477,6 +513,12 @@ func (s *shard) onUnsubscribe(sess *session, p *snpacket.Unsubscribe) {
 		filter, _ = s.g.predef.Name(p.TopicID)
 	case snpacket.TopicShort:
 		filter = snpacket.ShortTopicName(p.TopicID)
+	}
+	if p.TopicIDType != snpacket.TopicPredefined || filter != "" {
+		if !s.g.checkFilter(sess.log, p.Type(), filter) {
+			s.send(sess, &snpacket.Unsuback{MsgID: p.MsgID}) // UNSUBACK has no return code
+			return
+		}
 	}
 	if _, ok := sess.subs[filter]; !ok || filter == "" {
 		s.send(sess, &snpacket.Unsuback{MsgID: p.MsgID})

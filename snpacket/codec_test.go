@@ -387,7 +387,7 @@ func TestStrings(t *testing.T) {
 		t.Errorf("errors.As ReturnCode failed")
 	}
 	for _, e := range []error{sn.ErrTooShort, sn.ErrLengthMismatch, sn.ErrUnknownType,
-		sn.ErrReservedTopicIDType, sn.ErrProtocolID, sn.ErrMalformed, sn.ErrTooLarge} {
+		sn.ErrReservedTopicIDType, sn.ErrReservedQoS, sn.ErrProtocolID, sn.ErrMalformed, sn.ErrTooLarge} {
 		if !strings.HasPrefix(e.Error(), "snpacket: ") {
 			t.Errorf("%q lacks the snpacket: prefix", e)
 		}

@@ -47,11 +47,13 @@
 // Decoding never panics and never allocates more than the input size.
 //
 // Every error wraps one of the sentinel errors (ErrTooShort,
-// ErrLengthMismatch, ErrUnknownType, ErrReservedTopicIDType, ErrProtocolID,
-// ErrMalformed, ErrTooLarge); test with errors.Is. A CONNECT with a
-// ProtocolId other than 0x01 is returned decoded together with an error
-// wrapping ErrProtocolID so that the gateway can answer CONNACK "rejected:
-// not supported". ReturnCode implements error so a rejection maps straight
+// ErrLengthMismatch, ErrUnknownType, ErrReservedTopicIDType, ErrReservedQoS,
+// ErrProtocolID, ErrMalformed, ErrTooLarge); test with errors.Is. A CONNECT
+// with a ProtocolId other than 0x01 is returned decoded together with an
+// error wrapping ErrProtocolID so that the gateway can answer CONNACK
+// "rejected: not supported"; likewise a PUBLISH, SUBSCRIBE or UNSUBSCRIBE
+// with a reserved TopicIdType, or a SUBSCRIBE with reserved QoS bits, comes
+// back with its MsgId so that it can be answered (ReturnsPacket). ReturnCode implements error so a rejection maps straight
 // back to its wire code.
 //
 // The importable package snpackettest holds the golden vectors used by the

@@ -1,9 +1,6 @@
 package snpacket
 
-import (
-	"errors"
-	"fmt"
-)
+import "fmt"
 
 // Encapsulation limits (spec 5.5).
 const (
@@ -92,7 +89,7 @@ func unmarshalEncapsulated(b []byte, hl, le int) (Packet, error) {
 		return nil, fmt.Errorf("%w: nested encapsulation", ErrMalformed)
 	}
 	msg, err := unmarshalPlain(inner, t, ihl, n)
-	if err != nil && !errors.Is(err, ErrProtocolID) {
+	if err != nil && !ReturnsPacket(err) {
 		return nil, fmt.Errorf("%w (in encapsulated message)", err)
 	}
 	p := &Encapsulated{

@@ -23,8 +23,15 @@ var (
 	ErrUnknownType = errors.New("snpacket: unknown message type")
 
 	// ErrReservedTopicIDType reports the reserved TopicIdType 0b11, when
-	// decoding or when encoding.
+	// decoding or when encoding. When decoding a PUBLISH, SUBSCRIBE or
+	// UNSUBSCRIBE, Unmarshal returns the message together with the error
+	// (see Unmarshal) so that the receiver can answer its MsgId.
 	ErrReservedTopicIDType = errors.New("snpacket: reserved topic ID type")
+
+	// ErrReservedQoS reports the QoS bits 0b11 (QoS -1) in a SUBSCRIBE,
+	// where they are reserved. Unmarshal returns the decoded *Subscribe
+	// together with the error, as for ErrReservedTopicIDType.
+	ErrReservedQoS = errors.New("snpacket: reserved QoS")
 
 	// ErrProtocolID reports a CONNECT whose ProtocolId is not 0x01.
 	// Unmarshal then returns the decoded *Connect (or the *Encapsulated

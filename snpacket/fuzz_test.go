@@ -22,13 +22,13 @@ func addSeeds(f *testing.F) {
 }
 
 // FuzzUnmarshal checks that Unmarshal never panics, that every error wraps
-// a sentinel, and that a packet comes back only without error or with
-// ErrProtocolID.
+// a sentinel, and that a packet comes back only without error or with an
+// error for which ReturnsPacket holds.
 func FuzzUnmarshal(f *testing.F) {
 	addSeeds(f)
 	sentinels := []error{
 		sn.ErrTooShort, sn.ErrLengthMismatch, sn.ErrUnknownType,
-		sn.ErrReservedTopicIDType, sn.ErrProtocolID, sn.ErrMalformed,
+		sn.ErrReservedTopicIDType, sn.ErrReservedQoS, sn.ErrProtocolID, sn.ErrMalformed,
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		p, err := sn.Unmarshal(b)
@@ -47,7 +47,7 @@ func FuzzUnmarshal(f *testing.F) {
 		if !known {
 			t.Fatalf("error %v wraps no sentinel", err)
 		}
-		if (p != nil) != errors.Is(err, sn.ErrProtocolID) {
+		if (p != nil) != sn.ReturnsPacket(err) {
 			t.Fatalf("Packet %#v with error %v", p, err)
 		}
 	})

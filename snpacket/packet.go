@@ -96,9 +96,14 @@ func newDecoder(t MsgType) decoder {
 //
 // Decoded []byte fields alias b; copy them before b is reused.
 //
-// On error the Packet is nil, with one exception: a CONNECT (possibly
-// encapsulated) whose ProtocolId is not 0x01 is returned fully decoded
-// together with an error wrapping ErrProtocolID.
+// On error the Packet is nil, with these exceptions (see ReturnsPacket),
+// each possibly encapsulated: a CONNECT whose ProtocolId is not 0x01 is
+// returned fully decoded together with an error wrapping ErrProtocolID; a
+// PUBLISH, SUBSCRIBE or UNSUBSCRIBE with the reserved TopicIdType 0b11
+// (ErrReservedTopicIDType) and a SUBSCRIBE with the reserved QoS bits 0b11
+// (ErrReservedQoS) are returned with their flags and MsgId decoded (a
+// PUBLISH in full; the topic of a SUBSCRIBE or UNSUBSCRIBE left empty), so
+// that the receiver can answer them. Such a message does not encode.
 //
 // Unmarshal allocates the returned message. To decode a PUBLISH without
 // allocating, use (*Publish).Unmarshal on a reused value.
@@ -124,12 +129,18 @@ func unmarshalPlain(b []byte, t MsgType, hl, n int) (Packet, error) {
 		return nil, fmt.Errorf("%w: %v", ErrUnknownType, t)
 	}
 	if err := p.decode(b[hl:]); err != nil {
-		if errors.Is(err, ErrProtocolID) {
+		if ReturnsPacket(err) {
 			return p, err
 		}
 		return nil, err
 	}
 	return p, nil
+}
+
+// ReturnsPacket reports whether Unmarshal returns a decoded message along
+// with err: ErrProtocolID, ErrReservedTopicIDType and ErrReservedQoS.
+func ReturnsPacket(err error) bool {
+	return errors.Is(err, ErrProtocolID) || errors.Is(err, ErrReservedTopicIDType) || errors.Is(err, ErrReservedQoS)
 }
 
 // Marshal returns the encoding of p in a new buffer of exactly p.Len()

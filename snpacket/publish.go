@@ -67,9 +67,6 @@ func (p *Publish) decode(body []byte) error {
 		return err
 	}
 	f := Flags(body[0])
-	if err := checkTopicIDType(TypePublish, f.TopicIDType()); err != nil {
-		return err
-	}
 	*p = Publish{
 		DUP:         f.DUP(),
 		QoS:         f.QoS(),
@@ -79,7 +76,9 @@ func (p *Publish) decode(body []byte) error {
 		MsgID:       be16(body[3:5]),
 		Data:        aliasOrNil(body[publishFixed:]),
 	}
-	return nil
+	// Decoded in full first: with a reserved TopicIdType the receiver
+	// still answers the MsgId.
+	return checkTopicIDType(TypePublish, f.TopicIDType())
 }
 
 // Puback is a PUBACK message (spec 5.4.13):

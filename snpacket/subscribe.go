@@ -55,22 +55,17 @@ func (p *Subscribe) decode(body []byte) error {
 		return err
 	}
 	f := Flags(body[0])
-	q, err := decodeQoS(TypeSubscribe, f)
-	if err != nil {
-		return err
+	// A reserved QoS or TopicIdType still yields the flags and MsgId, so
+	// that the receiver can answer SUBACK; the topic is left empty.
+	*p = Subscribe{DUP: f.DUP(), QoS: f.QoS(), TopicIDType: f.TopicIDType(), MsgID: be16(body[1:3])}
+	if p.QoS == QoSMinusOne {
+		return fmt.Errorf("%w: QoS -1 in %v", ErrReservedQoS, TypeSubscribe)
 	}
 	name, id, err := decodeSubTopic(TypeSubscribe, f.TopicIDType(), body[subFixed:])
 	if err != nil {
 		return err
 	}
-	*p = Subscribe{
-		DUP:         f.DUP(),
-		QoS:         q,
-		TopicIDType: f.TopicIDType(),
-		MsgID:       be16(body[1:3]),
-		TopicName:   name,
-		TopicID:     id,
-	}
+	p.TopicName, p.TopicID = name, id
 	return nil
 }
 
@@ -116,16 +111,13 @@ func (p *Unsubscribe) decode(body []byte) error {
 		return err
 	}
 	f := Flags(body[0])
+	// As for Subscribe: a reserved TopicIdType still yields the MsgId.
+	*p = Unsubscribe{TopicIDType: f.TopicIDType(), MsgID: be16(body[1:3])}
 	name, id, err := decodeSubTopic(TypeUnsubscribe, f.TopicIDType(), body[subFixed:])
 	if err != nil {
 		return err
 	}
-	*p = Unsubscribe{
-		TopicIDType: f.TopicIDType(),
-		MsgID:       be16(body[1:3]),
-		TopicName:   name,
-		TopicID:     id,
-	}
+	p.TopicName, p.TopicID = name, id
 	return nil
 }
 

@@ -383,6 +383,7 @@ func TestSleepWakeFromNewAddress(t *testing.T) {
 		// Back to active from the new address: live delivery goes there.
 		nw.Connect("nat-node", false, 60)
 		pub.Publish("nat/a", "live", 1)
+		nw.expectRegister(nw.Next(), "nat/a") // a CONNECT: ids registered again (spec §6.10)
 		p, ok := nw.Next().(*sn.Publish)
 		if !ok || string(p.Data) != "live" || p.TopicID != sa.TopicID {
 			t.Fatalf("want PUBLISH live, got %+v", p)
@@ -478,6 +479,7 @@ func TestSleepConnectFromAsleep(t *testing.T) {
 		n.ExpectNothing(300 * time.Millisecond)
 
 		n.Connect("sleep-conn", false, 60) // CONNACK first
+		n.expectRegister(n.Next(), "sc/a") // a CONNECT: ids registered again (spec §6.10)
 		for _, want := range []string{"b1", "b2", "b3"} {
 			p, ok := n.Next().(*sn.Publish)
 			if !ok || string(p.Data) != want || p.TopicID != sa.TopicID || p.QoS != sn.QoS1 || p.DUP {
@@ -662,6 +664,7 @@ func TestSleepExpiryKeepsPersistentSession(t *testing.T) {
 		pub.Publish("keep/s", "k2", 1)
 
 		n.Connect("keeper", false, 60)
+		n.expectRegister(n.Next(), "keep/s") // ids registered again (spec §6.10)
 		for _, want := range []string{"k1", "k2"} {
 			p, ok := n.Next().(*sn.Publish)
 			if !ok || string(p.Data) != want || p.TopicID != sa.TopicID || p.QoS != sn.QoS1 {

@@ -1,9 +1,6 @@
 package topicreg
 
-import (
-	"strings"
-	"unicode/utf8"
-)
+import "strings"
 
 // HasWildcard reports whether name contains an MQTT wildcard character
 // ('+' or '#'), i.e. whether it is a filter rather than a topic name.
@@ -11,35 +8,13 @@ func HasWildcard(name string) bool {
 	return strings.ContainsAny(name, "+#")
 }
 
-// validName reports whether name can be used as a concrete MQTT topic name:
-// non-empty, no wildcards, valid UTF-8 and no U+0000 (MQTT 3.1.1 §1.5.3 and
-// §4.7.3; a broker would drop the connection for such a name).
-func validName(name string) bool {
-	return name != "" && !strings.ContainsAny(name, "+#\x00") && utf8.ValidString(name)
-}
+// validName reports whether name can be used as a concrete MQTT topic name
+// (see CheckName).
+func validName(name string) bool { return CheckName(name) == Valid }
 
-// ValidFilter reports whether filter is a well-formed MQTT topic filter:
-// non-empty, valid UTF-8 without U+0000, '+' only as a whole level, and '#'
-// only as the whole last level.
-func ValidFilter(filter string) bool {
-	if filter == "" || strings.IndexByte(filter, 0) >= 0 || !utf8.ValidString(filter) {
-		return false
-	}
-	for {
-		level, rest, more := strings.Cut(filter, "/")
-		switch {
-		case level == "#":
-			return !more
-		case level == "+":
-		case strings.ContainsAny(level, "+#"):
-			return false
-		}
-		if !more {
-			return true
-		}
-		filter = rest
-	}
-}
+// ValidFilter reports whether filter is a well-formed MQTT topic filter
+// (see CheckFilter).
+func ValidFilter(filter string) bool { return CheckFilter(filter) == Valid }
 
 // Match reports whether the MQTT topic name topic matches filter (MQTT
 // 3.1.1 §4.7): '+' matches exactly one level (possibly empty), a trailing

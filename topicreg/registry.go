@@ -116,6 +116,29 @@ func (r *Registry) Ack(id uint16) {
 	}
 }
 
+// Unack records that the node no longer knows id (it answered a PUBLISH
+// with "invalid topic id"): the id keeps its name, and the gateway must
+// REGISTER it again before publishing with it. Unknown ids are ignored.
+func (r *Registry) Unack(id uint16) {
+	if e, ok := r.byID[id]; ok && e.acked {
+		e.acked = false
+		r.byID[id] = e
+	}
+}
+
+// UnackAll is Unack for every id: after a CONNECT with CleanSession=0 the
+// node may be a new process that knows none of them (spec §6.10 lets the
+// gateway REGISTER them again). A node publishing with an id it still
+// knows is unaffected: Name still resolves it.
+func (r *Registry) UnackAll() {
+	for id, e := range r.byID {
+		if e.acked {
+			e.acked = false
+			r.byID[id] = e
+		}
+	}
+}
+
 // Name returns the topic name registered under id.
 func (r *Registry) Name(id uint16) (string, bool) {
 	e, ok := r.byID[id]

@@ -343,3 +343,36 @@ func BenchmarkName(b *testing.B) {
 		id++
 	}
 }
+
+func TestUnack(t *testing.T) {
+	r := New(0)
+	a, _ := r.Register("u/a")
+	b, _, _ := r.Assign("u/b")
+	r.Ack(b)
+	c, _, _ := r.Assign("u/c") // never acked
+	r.Unack(a)
+	if r.Acked(a) || !r.Acked(b) {
+		t.Fatalf("after Unack(a): a %v, b %v", r.Acked(a), r.Acked(b))
+	}
+	if name, ok := r.Name(a); !ok || name != "u/a" {
+		t.Fatalf("Unack lost the name: %q %v", name, ok)
+	}
+	r.Ack(a)
+	r.UnackAll()
+	for _, id := range []uint16{a, b, c} {
+		if r.Acked(id) {
+			t.Errorf("id %d acked after UnackAll", id)
+		}
+	}
+	// The same name keeps its id, and the node's REGISTER makes it known.
+	if id, acked, _ := r.Assign("u/b"); id != b || acked {
+		t.Fatalf("Assign after UnackAll = %d, %v", id, acked)
+	}
+	if id, _ := r.Register("u/a"); id != a || !r.Acked(a) {
+		t.Fatalf("Register after UnackAll = %d, acked %v", id, r.Acked(a))
+	}
+	r.Unack(999) // unknown: ignored
+	if r.Len() != 3 {
+		t.Fatalf("Len = %d", r.Len())
+	}
+}

@@ -90,6 +90,7 @@ type File struct {
 		CertFile         string        `yaml:"cert_file"`
 		KeyFile          string        `yaml:"key_file"`
 		ClientCAFile     string        `yaml:"client_ca_file"`
+		PSKIdentityHint  string        `yaml:"psk_identity_hint"`
 		BindIdentity     *bool         `yaml:"bind_identity"`
 		HandshakeTimeout time.Duration `yaml:"handshake_timeout"`
 		MaxHandshakes    int           `yaml:"max_handshakes"`
@@ -287,7 +288,7 @@ func (c *File) DTLSConfigs() []dtlstransport.Config {
 	for _, a := range c.Listen.DTLS {
 		out = append(out, dtlstransport.Config{
 			Listen: a, PSKFile: c.DTLS.PSKFile, CertFile: c.DTLS.CertFile, KeyFile: c.DTLS.KeyFile,
-			ClientCAFile: c.DTLS.ClientCAFile, HandshakeTimeout: c.DTLS.HandshakeTimeout,
+			ClientCAFile: c.DTLS.ClientCAFile, PSKIdentityHint: c.DTLS.PSKIdentityHint, HandshakeTimeout: c.DTLS.HandshakeTimeout,
 			MaxHandshakes: c.DTLS.MaxHandshakes, IdleTimeout: c.DTLS.IdleTimeout,
 			DisableConnectionIDs: c.DTLS.ConnectionIDs != nil && !*c.DTLS.ConnectionIDs,
 		})

@@ -175,12 +175,14 @@ dtls:
   key_file: ""
   client_ca_file: ""
   bind_identity: true
+  psk_identity_hint: "gw-1"
 `))
 	if err != nil {
 		t.Fatal(err)
 	}
 	ds := c.DTLSConfigs()
-	if len(ds) != 1 || ds[0].Listen != "127.0.0.1:1885" || ds[0].PSKFile != psk || ds[0].DisableConnectionIDs {
+	if len(ds) != 1 || ds[0].Listen != "127.0.0.1:1885" || ds[0].PSKFile != psk || ds[0].DisableConnectionIDs ||
+		ds[0].PSKIdentityHint != "gw-1" {
 		t.Fatalf("DTLS configs %+v", ds)
 	}
 	if c.Gateway().DisableIdentityBinding {

@@ -5,8 +5,10 @@ import (
 )
 
 // Malformed returns datagrams that Unmarshal rejects with an error wrapping
-// Err. Packet is nil except for the ErrProtocolID cases, where Unmarshal
-// returns the decoded message along with the error.
+// Err. Packet is nil except where Unmarshal returns the decoded message
+// along with the error (ErrProtocolID, ErrReservedTopicIDType in PUBLISH,
+// SUBSCRIBE and UNSUBSCRIBE, ErrReservedQoS in SUBSCRIBE; see
+// snpacket.ReturnsPacket).
 func Malformed() []Case {
 	return []Case{
 		// ---- header ----
@@ -165,25 +167,26 @@ func Malformed() []Case {
 			0x00, 0x01, // TopicId
 			0x00, 0x02, // MsgId
 			0x78, // Data
-		}, Err: sn.ErrReservedTopicIDType},
+		}, Packet: &sn.Publish{QoS: sn.QoS1, TopicIDType: 3, TopicID: 1, MsgID: 2, Data: []byte("x")},
+			Err: sn.ErrReservedTopicIDType},
 		{Name: "SUBSCRIBE/reserved topic ID type", Raw: []byte{
 			0x07, 0x12, // Length, SUBSCRIBE
 			0x23,       // Flags: QoS1, TopicIdType 0b11 (reserved)
 			0x00, 0x05, // MsgId
 			0x00, 0x01, // TopicId
-		}, Err: sn.ErrReservedTopicIDType},
+		}, Packet: &sn.Subscribe{QoS: sn.QoS1, TopicIDType: 3, MsgID: 5}, Err: sn.ErrReservedTopicIDType},
 		{Name: "UNSUBSCRIBE/reserved topic ID type", Raw: []byte{
 			0x07, 0x14, // Length, UNSUBSCRIBE
 			0x03,       // Flags: TopicIdType 0b11 (reserved)
 			0x00, 0x05, // MsgId
 			0x00, 0x01, // TopicId
-		}, Err: sn.ErrReservedTopicIDType},
+		}, Packet: &sn.Unsubscribe{TopicIDType: 3, MsgID: 5}, Err: sn.ErrReservedTopicIDType},
 		{Name: "SUBSCRIBE/qos -1", Raw: []byte{
 			0x08, 0x12, // Length, SUBSCRIBE
 			0x60,       // Flags: QoS -1 (only legal in PUBLISH)
 			0x00, 0x03, // MsgId
 			0x77, 0x2F, 0x2B, // TopicName "w/+"
-		}, Err: sn.ErrMalformed},
+		}, Packet: &sn.Subscribe{QoS: sn.QoSMinusOne, MsgID: 3}, Err: sn.ErrReservedQoS},
 		{Name: "SUBACK/qos -1", Raw: []byte{
 			0x08, 0x13, // Length, SUBACK
 			0x60,                         // Flags: QoS -1
@@ -257,6 +260,8 @@ func Malformed() []Case {
 		{Name: "ENCAPSULATED/inner reserved topic ID type", Raw: []byte{
 			0x04, 0xFE, 0x00, 0x01, // Le, Encapsulated, Ctrl, NodeId
 			0x08, 0x0C, 0x63, 0x00, 0x01, 0x00, 0x00, 0x78, // PUBLISH with TopicIdType 0b11
-		}, Err: sn.ErrReservedTopicIDType},
+		}, Packet: &sn.Encapsulated{NodeID: []byte{0x01},
+			Message: &sn.Publish{QoS: sn.QoSMinusOne, TopicIDType: 3, TopicID: 1, Data: []byte("x")}},
+			Err: sn.ErrReservedTopicIDType},
 	}
 }

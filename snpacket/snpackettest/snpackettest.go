@@ -21,7 +21,8 @@ type Case struct {
 	Raw []byte
 	// Packet is the decoded value. For Valid cases, Unmarshal(Raw) returns
 	// exactly this value. For Malformed cases it is nil, except where
-	// Unmarshal returns a packet along with the error (ErrProtocolID).
+	// Unmarshal returns a packet along with the error (see
+	// snpacket.ReturnsPacket).
 	Packet snpacket.Packet
 	// Err is the sentinel error that Unmarshal(Raw) wraps (Malformed only).
 	Err error
