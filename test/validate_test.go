@@ -5,7 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mqttsn-gateway/mqttsn-gateway/broker"
 	"github.com/mqttsn-gateway/mqttsn-gateway/gateway"
 	"github.com/mqttsn-gateway/mqttsn-gateway/internal/testbroker"
 	"github.com/mqttsn-gateway/mqttsn-gateway/internal/testgw"
@@ -21,9 +20,6 @@ import (
 func runGatewayUpstream(t *testing.T, tg testbroker.Target, cfg gateway.Config) (*Env, *upstream.Upstream) {
 	t.Helper()
 	ucfg := upstream.Config{URL: tg.URL, ReconnectBackoffMin: 50 * time.Millisecond, ReconnectBackoffMax: 500 * time.Millisecond}
-	if tg.Broker() != nil {
-		ucfg.ReceiveMaximum = broker.ClientReceiveMaximum
-	}
 	up, err := upstream.New(ucfg, testgw.Logger(t).Named("upstream"))
 	if err != nil {
 		t.Fatalf("upstream: %v", err)
