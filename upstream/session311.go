@@ -1,0 +1,690 @@
+package upstream
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/mochi-mqtt/server/v2/packets"
+	"go.uber.org/zap"
+
+	"github.com/mqttsn-gateway/mqttsn-gateway/gateway"
+)
+
+// takeoverLimit is how many connections in a row may be closed by the
+// broker right after a successful CONNACK before an MQTT 3.1.1 session
+// concludes that another connection with its ClientID keeps taking the
+// session over (3.1.1 has no DISCONNECT to say so) and stops
+// reconnecting.
+const takeoverLimit = 3
+
+// session311 is one upstream MQTT 3.1.1 session, the counterpart of
+// session (MQTT 5) with the same contract. It keeps its own session state
+// across connections: QoS 1/2 publishes awaiting their acknowledgement
+// (resent with their packet identifiers after a reconnect when the broker
+// kept the session, MQTT 3.1.1 §4.4) and the identifiers of inbound QoS 2
+// messages awaiting PUBREL.
+type session311 struct {
+	up       *Upstream
+	opts     gateway.SessionOptions
+	clientID string
+	deliver  func(gateway.Message)
+	log      *zap.Logger
+	// clean is the CleanSession flag of every CONNECT: a clean node's
+	// broker session ends with each connection; a persistent one
+	// (CleanSession=0) is resumed by every reconnect.
+	clean   bool
+	connect packets.Packet // the CONNECT packet, reused by reconnects
+	qosCap  byte
+
+	mu        sync.Mutex
+	cur       *conn311 // nil while disconnected or closing
+	nextID    uint16
+	seq       uint64
+	out       map[uint16]*outFlight           // QoS 1/2 publishes awaiting PUBACK/PUBCOMP
+	acks      map[uint16]chan *packets.Packet // SUBSCRIBE/UNSUBSCRIBE awaiting SUBACK/UNSUBACK
+	inQoS2    map[uint16]struct{}             // inbound QoS 2 awaiting PUBREL
+	subs      map[string]byte                 // filter -> requested QoS
+	needResub bool
+	closing   bool
+	endErr    error // set when the session ended by itself (taken over)
+	abort     func()
+	drops     int  // connections in a row the broker closed right after CONNACK
+	warnedQoS bool // the broker's PUBACK for a QoS 2 PUBLISH was logged
+
+	// epochCtx ends when the session state is discarded (the broker lost
+	// the session, or a clean session's connection ended): publishes
+	// awaiting an acknowledgement fail then, since nothing will resend
+	// them.
+	epochCtx context.Context //nolint:containedctx // a cancellation signal, as in session
+	endEpoch context.CancelCauseFunc
+
+	wg   sync.WaitGroup // reader goroutines and the reconnect loop
+	done chan struct{}
+}
+
+// outFlight is one outbound QoS 1/2 PUBLISH in the session state.
+type outFlight struct {
+	pk       packets.Packet
+	seq      uint64 // resend order
+	released bool   // QoS 2: PUBREC received, PUBREL sent
+	done     chan error
+}
+
+var _ gateway.Session = (*session311)(nil)
+
+func newSession311(u *Upstream, opts gateway.SessionOptions, deliver func(gateway.Message)) *session311 {
+	clientID := u.cfg.ClientIDPrefix + opts.ClientID
+	s := &session311{
+		up:       u,
+		opts:     opts,
+		clientID: clientID,
+		deliver:  deliver,
+		log:      u.log.With(zap.String("client_id", clientID), zap.String("protocol", Protocol311)),
+		clean:    opts.CleanStart || opts.SessionExpiry <= 0,
+		qosCap:   u.cfg.maxQoS(),
+		out:      make(map[uint16]*outFlight),
+		acks:     make(map[uint16]chan *packets.Packet),
+		inQoS2:   make(map[uint16]struct{}),
+		subs:     make(map[string]byte),
+		done:     make(chan struct{}),
+	}
+	s.epochCtx, s.endEpoch = context.WithCancelCause(context.Background())
+	cp := packets.ConnectParams{
+		ProtocolName:     []byte("MQTT"),
+		ClientIdentifier: clientID,
+		Keepalive:        uint16(u.cfg.KeepAlive / time.Second),
+		Clean:            s.clean,
+	}
+	if user, pass, ok := u.credentials(opts); ok {
+		cp.Username, cp.UsernameFlag = []byte(user), true
+		if pass != nil {
+			cp.Password, cp.PasswordFlag = pass, true
+		}
+	}
+	// MQTT 3.1.1 has no will delay: the will is registered as it is, so
+	// the broker publishes it if the gateway dies, and also if the broker
+	// link drops without DISCONNECT (see README, Will). Empty wills are
+	// not registered, as in session.
+	if w := opts.Will; w != nil && len(w.Payload) > 0 {
+		cp.WillFlag, cp.WillTopic, cp.WillPayload = true, w.Topic, w.Payload
+		cp.WillQos, cp.WillRetain = min(w.QoS, s.qosCap), w.Retain
+	}
+	s.connect = packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connect}, Connect: cp}
+	return s
+}
+
+// dial makes one connection with the session's CONNECT.
+func (s *session311) dial(ctx context.Context, initial bool) (*conn311, bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.up.cfg.ConnectTimeout)
+	defer cancel()
+	pk := s.connect // encoding writes into the copy's header only
+	c, present, err := s.up.dial311(ctx, &pk)
+	if err != nil {
+		s.up.counters.connectFailures.Add(1)
+		return nil, false, err
+	}
+	c.initial = initial
+	s.up.counters.connects.Add(1)
+	s.log.Debug("upstream connected", zap.Bool("clean_session", s.clean), zap.Bool("session_present", present))
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		c.readLoop(func(pk *packets.Packet) error { return s.handle(c, pk) }, func(err error) { s.lost(c, err) })
+	}()
+	c.startPinger()
+	return c, present, nil
+}
+
+// open makes the first connection (Upstream.Open).
+func (s *session311) open(ctx context.Context) error {
+	c, _, err := s.dial(ctx, true)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	select {
+	case <-c.done:
+		return fmt.Errorf("upstream: connect %s: %w", s.up.ep.hostPort, errConnDropped)
+	default:
+	}
+	s.cur = c
+	s.up.counters.connected.Add(1)
+	return nil
+}
+
+// handle processes one packet from the broker, on c's reader goroutine.
+// An error ends the connection.
+func (s *session311) handle(c *conn311, pk *packets.Packet) error {
+	id := pk.PacketID
+	switch pk.FixedHeader.Type {
+	case packets.Publish:
+		return s.onPublish(c, pk)
+	case packets.Puback:
+		s.mu.Lock()
+		of := s.out[id]
+		if of != nil && !of.released {
+			delete(s.out, id)
+			if of.pk.FixedHeader.Qos == 2 && !s.warnedQoS {
+				// RabbitMQ does this: it takes QoS 2 as QoS 1.
+				s.warnedQoS = true
+				s.log.Warn("upstream: the broker acknowledged a QoS 2 PUBLISH with PUBACK: it delivers at most QoS 1; set broker.max_qos: 1 to say so",
+					zap.String("topic", of.pk.TopicName))
+			}
+		}
+		s.mu.Unlock()
+		if of != nil && !of.released {
+			of.done <- nil
+		}
+	case packets.Pubrec:
+		s.mu.Lock()
+		if of := s.out[id]; of != nil {
+			of.released = true
+		}
+		s.mu.Unlock()
+		// PUBREL also for an unknown identifier, so that the broker can
+		// discard its state.
+		return c.write(&packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Pubrel}, PacketID: id})
+	case packets.Pubcomp:
+		s.mu.Lock()
+		of := s.out[id]
+		if of != nil {
+			delete(s.out, id)
+		}
+		s.mu.Unlock()
+		if of != nil {
+			of.done <- nil
+		}
+	case packets.Pubrel:
+		s.mu.Lock()
+		delete(s.inQoS2, id)
+		s.mu.Unlock()
+		return c.write(&packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Pubcomp}, PacketID: id})
+	case packets.Suback, packets.Unsuback:
+		s.mu.Lock()
+		ch := s.acks[id]
+		delete(s.acks, id)
+		s.mu.Unlock()
+		if ch != nil {
+			ch <- pk
+		}
+	case packets.Pingresp:
+	default:
+		return fmt.Errorf("%w: unexpected packet type %d", errProtocol311, pk.FixedHeader.Type)
+	}
+	return nil
+}
+
+// onPublish delivers a message, then acknowledges it: the broker's
+// PUBACK/PUBREC goes out only after deliver returned. A QoS 2 message
+// whose identifier awaits PUBREL is a resend: PUBREC again, not delivered
+// twice.
+func (s *session311) onPublish(c *conn311, pk *packets.Packet) error {
+	qos, id := pk.FixedHeader.Qos, pk.PacketID
+	if qos == 2 {
+		s.mu.Lock()
+		_, dup := s.inQoS2[id]
+		s.mu.Unlock()
+		if dup {
+			return c.write(&packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Pubrec}, PacketID: id})
+		}
+	}
+	if ce := s.log.Check(zap.DebugLevel, "upstream message"); ce != nil {
+		ce.Write(zap.String("topic", pk.TopicName), zap.Uint8("qos", qos), zap.Bool("retain", pk.FixedHeader.Retain), zap.Int("len", len(pk.Payload)))
+	}
+	// The packet was read into a fresh buffer; the receiver owns it.
+	s.deliver(gateway.Message{Topic: pk.TopicName, Payload: pk.Payload, QoS: qos, Retain: pk.FixedHeader.Retain})
+	switch qos {
+	case 1:
+		return c.write(&packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Puback}, PacketID: id})
+	case 2:
+		s.mu.Lock()
+		s.inQoS2[id] = struct{}{}
+		s.mu.Unlock()
+		return c.write(&packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Pubrec}, PacketID: id})
+	}
+	return nil
+}
+
+// lost is called once per connection when its reader ended. For the
+// current connection it starts the reconnect loop, or ends the session
+// when the broker keeps closing fresh connections (another connection
+// with the same ClientID takes the session over each time).
+func (s *session311) lost(c *conn311, err error) {
+	s.mu.Lock()
+	if s.cur != c {
+		s.mu.Unlock()
+		return // not installed yet (a reconnect attempt sees c.done), or Close took it
+	}
+	s.cur = nil
+	s.up.counters.connected.Add(-1)
+	s.up.counters.lost.Add(1)
+	if s.clean {
+		s.discardStateLocked() // the broker dropped the session with the connection
+	}
+	if s.closing {
+		s.mu.Unlock()
+		return
+	}
+	closedByBroker := errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) ||
+		errors.Is(err, errServerDisconnect)
+	switch {
+	case closedByBroker && !c.initial && time.Since(c.connected) < s.takeoverWindow():
+		s.drops++
+	default:
+		s.drops = 0
+	}
+	if s.drops > takeoverLimit {
+		s.endLocked(fmt.Errorf("upstream: %s: the broker closed %d connections in a row right after CONNACK: %w",
+			s.clientID, s.drops, gateway.ErrTakenOver))
+		return // unlocked by endLocked
+	}
+	s.log.Warn("upstream connection lost; reconnecting", zap.Error(err))
+	ctx, cancel := context.WithCancel(context.Background())
+	s.abort = cancel
+	s.wg.Add(1)
+	go s.reconnectLoop(ctx, cancel)
+	s.mu.Unlock()
+}
+
+// takeoverWindow is how soon after CONNACK a close by the broker counts
+// towards takeoverLimit. Two gateways fighting over a ClientID reconnect
+// within their backoff, so a connection that lived longer than the
+// longest backoff was not taken by such a fight.
+func (s *session311) takeoverWindow() time.Duration {
+	return max(s.up.cfg.ReconnectBackoffMax, time.Second)
+}
+
+// endLocked ends the session by itself (called with s.mu held; unlocks
+// it): waiting operations fail, later ones get ErrNotConnected, Done is
+// closed and opts.Ended is called once.
+func (s *session311) endLocked(err error) {
+	s.endErr = err
+	s.closing = true
+	s.discardStateLocked()
+	s.mu.Unlock()
+	s.log.Info("upstream session taken over by another connection; not reconnecting", zap.Error(err))
+	if s.opts.Ended != nil {
+		s.opts.Ended(err)
+	}
+	go func() {
+		s.wg.Wait()
+		close(s.done)
+	}()
+}
+
+// discardStateLocked forgets the session state: the broker has none for
+// it any more. Publishes awaiting an acknowledgement fail with
+// ErrConnectionLost.
+func (s *session311) discardStateLocked() {
+	s.endEpoch(ErrConnectionLost)
+	s.epochCtx, s.endEpoch = context.WithCancelCause(context.Background())
+	clear(s.out)
+	clear(s.inQoS2)
+}
+
+// reconnectLoop is session.reconnectLoop for MQTT 3.1.1.
+func (s *session311) reconnectLoop(ctx context.Context, cancel context.CancelFunc) {
+	defer s.wg.Done()
+	defer cancel()
+	cfg := &s.up.cfg
+	backoff := cfg.ReconnectBackoffMin
+	t := time.NewTimer(jitter(backoff))
+	defer t.Stop()
+	for attempt := 1; ; attempt++ {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		err := s.reconnectOnce(ctx)
+		if err == nil {
+			s.up.counters.reconnects.Add(1)
+			s.log.Info("upstream reconnected", zap.Int("attempts", attempt))
+			return
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		backoff = min(2*backoff, cfg.ReconnectBackoffMax)
+		s.log.Debug("upstream reconnect failed", zap.Int("attempt", attempt), zap.Duration("retry_in", backoff), zap.Error(err))
+		t.Reset(jitter(backoff))
+	}
+}
+
+func (s *session311) reconnectOnce(ctx context.Context) error {
+	c, present, err := s.dial(ctx, false)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	if !present {
+		s.needResub = true
+		s.discardStateLocked()
+	}
+	resub := s.needResub
+	resend := make([]*outFlight, 0, len(s.out))
+	for _, of := range s.out {
+		resend = append(resend, of)
+	}
+	s.mu.Unlock()
+
+	if resub {
+		if err := s.resubscribe(ctx, c); err != nil {
+			c.disconnect()
+			return err
+		}
+	}
+	// Unacknowledged PUBLISH and PUBREL packets go again, in their
+	// original order and with their identifiers [MQTT-4.4.0-1].
+	slices.SortFunc(resend, func(a, b *outFlight) int { return cmp.Compare(a.seq, b.seq) })
+	for _, of := range resend {
+		s.mu.Lock()
+		pk, released := of.pk, of.released
+		s.mu.Unlock()
+		if released {
+			pk = packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Pubrel}, PacketID: pk.PacketID}
+		} else {
+			pk.FixedHeader.Dup = true
+		}
+		if err := c.write(&pk); err != nil {
+			return err
+		}
+	}
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		c.disconnect()
+		return errReconnectAborted
+	}
+	select {
+	case <-c.done:
+		return errConnDropped
+	default:
+	}
+	s.cur = c
+	s.up.counters.connected.Add(1)
+	s.abort = nil
+	return nil
+}
+
+// resubscribe restores every subscription on c (the broker lost the
+// session). A refusal (SUBACK 0x80) is logged, not retried.
+func (s *session311) resubscribe(ctx context.Context, c *conn311) error {
+	s.mu.Lock()
+	filters := make(packets.Subscriptions, 0, len(s.subs))
+	for f, q := range s.subs {
+		filters = append(filters, packets.Subscription{Filter: f, Qos: q})
+	}
+	s.mu.Unlock()
+	for len(filters) > 0 {
+		n := min(len(filters), resubscribeBatch)
+		batch := filters[:n]
+		filters = filters[n:]
+		sa, err := s.request(ctx, c, &packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Subscribe}, Filters: batch})
+		if err != nil {
+			return fmt.Errorf("upstream: restoring subscriptions: %w", err)
+		}
+		for i, code := range sa.ReasonCodes {
+			if code >= 0x80 && i < len(batch) {
+				s.log.Warn("upstream: broker refused restored subscription", zap.String("filter", batch[i].Filter), zap.Uint8("return_code", code))
+			}
+		}
+	}
+	s.mu.Lock()
+	s.needResub = false
+	s.mu.Unlock()
+	s.log.Debug("upstream subscriptions restored")
+	return nil
+}
+
+// request sends a SUBSCRIBE or UNSUBSCRIBE on c and waits for its
+// acknowledgement, the connection's end, ctx or Config.AckTimeout.
+func (s *session311) request(ctx context.Context, c *conn311, pk *packets.Packet) (*packets.Packet, error) {
+	ch := make(chan *packets.Packet, 1)
+	s.mu.Lock()
+	id, err := s.allocIDLocked()
+	if err != nil {
+		s.mu.Unlock()
+		return nil, err
+	}
+	s.acks[id] = ch
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.acks, id)
+		s.mu.Unlock()
+	}()
+	pk.PacketID = id
+	if err := c.write(pk); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrNotConnected, err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.up.cfg.AckTimeout)
+	defer cancel()
+	select {
+	case ack := <-ch:
+		return ack, nil
+	case <-c.done:
+		if s.isClosed() {
+			return nil, ErrClosed
+		}
+		return nil, ErrConnectionLost
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// allocIDLocked returns a packet identifier not in use.
+func (s *session311) allocIDLocked() (uint16, error) {
+	for range 0xFFFF {
+		s.nextID++
+		if s.nextID == 0 {
+			s.nextID = 1
+		}
+		_, pub := s.out[s.nextID]
+		_, req := s.acks[s.nextID]
+		if !pub && !req {
+			return s.nextID, nil
+		}
+	}
+	return 0, errors.New("upstream: no free packet identifier")
+}
+
+func (s *session311) isClosed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closing
+}
+
+// current returns the live connection or an error saying why there is
+// none.
+func (s *session311) currentLocked() (*conn311, error) {
+	switch {
+	case s.endErr != nil:
+		return nil, fmt.Errorf("%w: %w", ErrNotConnected, s.endErr)
+	case s.closing:
+		return nil, ErrClosed
+	case s.cur == nil:
+		return nil, ErrNotConnected
+	}
+	return s.cur, nil
+}
+
+// Publish sends msg at the lower of its QoS and broker.max_qos and waits
+// for PUBACK (QoS 1) or PUBCOMP (QoS 2); a broker that answers a QoS 2
+// PUBLISH with PUBACK has taken it at QoS 1, which is success too. It
+// fails at once with ErrNotConnected while the connection is down. If the
+// connection drops while waiting and the broker keeps the session
+// (CleanSession=0), the message is resent after the reconnect and Publish
+// keeps waiting until ctx or Config.AckTimeout ends.
+func (s *session311) Publish(ctx context.Context, msg gateway.Message) error {
+	if msg.QoS > 2 {
+		return fmt.Errorf("upstream: publish to %q: invalid QoS %d", msg.Topic, msg.QoS)
+	}
+	qos := min(msg.QoS, s.qosCap)
+	pk := packets.Packet{
+		FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: qos, Retain: msg.Retain},
+		TopicName:   msg.Topic,
+		Payload:     msg.Payload,
+	}
+	s.mu.Lock()
+	c, err := s.currentLocked()
+	if err != nil {
+		s.mu.Unlock()
+		return fmt.Errorf("upstream: publish to %q: %w", msg.Topic, err)
+	}
+	var of *outFlight
+	epoch := s.epochCtx
+	if qos > 0 {
+		id, err := s.allocIDLocked()
+		if err != nil {
+			s.mu.Unlock()
+			return fmt.Errorf("upstream: publish to %q: %w", msg.Topic, err)
+		}
+		pk.PacketID = id
+		s.seq++
+		of = &outFlight{pk: pk, seq: s.seq, done: make(chan error, 1)}
+		s.out[id] = of
+	}
+	s.mu.Unlock()
+
+	if ce := s.log.Check(zap.DebugLevel, "upstream publish"); ce != nil {
+		ce.Write(zap.String("topic", msg.Topic), zap.Uint8("qos", qos), zap.Bool("retain", msg.Retain), zap.Int("len", len(msg.Payload)))
+	}
+	werr := c.write(&pk)
+	if qos == 0 || (werr != nil && s.clean) {
+		// Nothing will resend it: say it did not go out.
+		if werr != nil {
+			s.dropOut(pk.PacketID, of)
+			return fmt.Errorf("upstream: publish to %q: %w: %w", msg.Topic, ErrNotConnected, werr)
+		}
+		return nil
+	}
+	// QoS 1/2 in the session state: resent after a reconnect if the
+	// write failed or the connection drops before the acknowledgement.
+	ctx, cancel := context.WithTimeout(ctx, s.up.cfg.AckTimeout)
+	defer cancel()
+	ctx, done := bound(ctx, epoch)
+	defer done()
+	select {
+	case err := <-of.done:
+		return err
+	case <-ctx.Done():
+		s.dropOut(pk.PacketID, of)
+		return fmt.Errorf("upstream: publish to %q: %w", msg.Topic, lostErr(ctx, ctx.Err()))
+	}
+}
+
+// dropOut removes of from the session state, unless it already left.
+func (s *session311) dropOut(id uint16, of *outFlight) {
+	if of == nil {
+		return
+	}
+	s.mu.Lock()
+	if s.out[id] == of {
+		delete(s.out, id)
+	}
+	s.mu.Unlock()
+}
+
+// Subscribe subscribes to filter at the lower of qos and broker.max_qos
+// and returns the granted QoS (which may be lower still: not an error).
+// The filter is remembered and restored if the broker loses the session.
+func (s *session311) Subscribe(ctx context.Context, filter string, qos byte) (byte, error) {
+	if qos > 2 {
+		return 0, fmt.Errorf("upstream: subscribe to %q: invalid QoS %d", filter, qos)
+	}
+	qos = min(qos, s.qosCap)
+	s.mu.Lock()
+	c, err := s.currentLocked()
+	s.mu.Unlock()
+	if err != nil {
+		return 0, fmt.Errorf("upstream: subscribe to %q: %w", filter, err)
+	}
+	sa, err := s.request(ctx, c, &packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Subscribe},
+		Filters: packets.Subscriptions{{Filter: filter, Qos: qos}}})
+	if err != nil {
+		return 0, fmt.Errorf("upstream: subscribe to %q: %w", filter, err)
+	}
+	if len(sa.ReasonCodes) != 1 {
+		return 0, fmt.Errorf("upstream: subscribe to %q: malformed SUBACK", filter)
+	}
+	granted := sa.ReasonCodes[0]
+	if granted >= 0x80 {
+		return 0, &ReasonCodeError{Packet: "SUBACK", Code: granted}
+	}
+	s.mu.Lock()
+	s.subs[filter] = qos
+	s.mu.Unlock()
+	s.log.Debug("upstream subscribed", zap.String("filter", filter), zap.Uint8("qos", qos), zap.Uint8("granted", granted))
+	return granted, nil
+}
+
+// Unsubscribe removes the subscription to filter.
+func (s *session311) Unsubscribe(ctx context.Context, filter string) error {
+	s.mu.Lock()
+	c, err := s.currentLocked()
+	s.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("upstream: unsubscribe from %q: %w", filter, err)
+	}
+	if _, err := s.request(ctx, c, &packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Unsubscribe},
+		Filters: packets.Subscriptions{{Filter: filter}}}); err != nil {
+		return fmt.Errorf("upstream: unsubscribe from %q: %w", filter, err)
+	}
+	s.mu.Lock()
+	delete(s.subs, filter)
+	s.mu.Unlock()
+	s.log.Debug("upstream unsubscribed", zap.String("filter", filter))
+	return nil
+}
+
+// Close sends DISCONNECT (the broker discards the will), stops
+// reconnecting and releases everything. It returns when done or when ctx
+// ends; Done is closed once everything has stopped. Close is idempotent.
+func (s *session311) Close(ctx context.Context) error {
+	s.mu.Lock()
+	if !s.closing {
+		s.closing = true
+		c, abort := s.cur, s.abort
+		s.cur, s.abort = nil, nil
+		if c != nil {
+			s.up.counters.connected.Add(-1)
+		}
+		s.endEpoch(ErrClosed)
+		s.mu.Unlock()
+		if abort != nil {
+			abort()
+		}
+		// The reader may be inside deliver; wait for it off the caller's
+		// goroutine so that ctx bounds Close.
+		go func() {
+			if c != nil {
+				c.disconnect()
+			}
+			s.wg.Wait()
+			s.log.Debug("upstream session closed")
+			close(s.done)
+		}()
+	} else {
+		s.mu.Unlock()
+	}
+	select {
+	case <-s.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Done is closed once the session has ended: after Close, or when another
+// connection took the session over (opts.Ended says so).
+func (s *session311) Done() <-chan struct{} { return s.done }
