@@ -37,7 +37,8 @@ func Start(t testing.TB, tg testbroker.Target, cfg gateway.Config, opts ...gatew
 	if len(cfg.Listen) == 0 {
 		cfg.Listen = []string{"127.0.0.1:0"}
 	}
-	ucfg := upstream.Config{URL: tg.URL, ReconnectBackoffMin: 50 * time.Millisecond, ReconnectBackoffMax: 500 * time.Millisecond}
+	ucfg := upstream.Config{URL: tg.URL, ProtocolVersion: tg.Protocol, MaxQoS: tg.MaxQoS,
+		ReconnectBackoffMin: 50 * time.Millisecond, ReconnectBackoffMax: 500 * time.Millisecond}
 	if tg.Broker() != nil {
 		ucfg.ReceiveMaximum = broker.ClientReceiveMaximum // as the command does
 	}
