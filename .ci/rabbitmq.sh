@@ -38,6 +38,9 @@ EOF
   export RABBITMQ_MNESIA_BASE="$RABBITMQ_DIR/mnesia"
   export RABBITMQ_LOG_BASE="$RABBITMQ_DIR/log"
   export RABBITMQ_DIST_PORT="$dist_port"
+  # The distribution port on loopback too: nothing of this node is
+  # reachable from outside.
+  export RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}"
   # HOME only for RabbitMQ's commands: the Erlang cookie lives there.
   HOME="$RABBITMQ_DIR" "$RABBITMQ_BIN/rabbitmq-plugins" enable --offline rabbitmq_mqtt >/dev/null
   HOME="$RABBITMQ_DIR" "$RABBITMQ_BIN/rabbitmq-server" >"$RABBITMQ_DIR/server.out" 2>&1 &
