@@ -99,7 +99,8 @@ type Config struct {
 	// much for sessions with a will. The broker then publishes a node's
 	// will only if the gateway stays away longer than WillDelay (a gateway
 	// crash); a broker-side link blip that the reconnect loop repairs
-	// within WillDelay publishes nothing (MQTT 5 §3.1.3.2.2).
+	// within WillDelay publishes nothing (MQTT 5 §3.1.3.2.2). MQTT 3.1.1
+	// has no will delay: 3.1.1 sessions register the will as it is.
 	WillDelay time.Duration
 }
 

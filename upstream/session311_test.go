@@ -3,6 +3,7 @@ package upstream
 import (
 	"context"
 	"errors"
+	"net"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -430,5 +431,29 @@ func TestV5Mismatch(t *testing.T) {
 		if got := v5Mismatch(tc.err); got != tc.mismatch {
 			t.Errorf("v5Mismatch(%v) = %v", tc.err, got)
 		}
+	}
+}
+
+// TLS: the 3.1.1 session dials through the same TLS configuration.
+func TestV311TLS(t *testing.T) {
+	checkLeaks(t)
+	pki := newTestPKI(t)
+	addr := startTLSBroker(t, pki.serverTLS)
+	_, port, _ := net.SplitHostPort(addr)
+	u := testUpstream311(t, "mqtts://127.0.0.1:"+port, func(c *Config) {
+		c.CAFile, c.CertFile, c.KeyFile, c.ServerName = pki.caFile, pki.clientCert, pki.client, "broker.test"
+	})
+	in := make(inbox, 4)
+	s := open311(t, u, gateway.SessionOptions{ClientID: "tls311", CleanStart: true}, in.deliver)
+	sub(t, s, "tls311/#", 2)
+	pub(t, s, "tls311/x", "secret", 2, false)
+	in.expect(t, "tls311/x", "secret", 2)
+
+	bad := testUpstream311(t, "mqtts://127.0.0.1:"+port, func(c *Config) { c.CAFile = pki.caFile })
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	if s, err := bad.Open(ctx, gateway.SessionOptions{ClientID: "bad", CleanStart: true}, func(gateway.Message) {}); err == nil {
+		_ = s.Close(ctx)
+		t.Fatal("Open succeeded with the wrong server name")
 	}
 }
