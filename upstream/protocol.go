@@ -56,9 +56,10 @@ func (u *Upstream) settle(level uint32, why error) {
 
 // openNegotiated opens a session with the configured or negotiated
 // version. While "auto" has not decided, it tries MQTT 5 and, if the
-// broker refuses that version or drops the CONNECT without CONNACK, MQTT
-// 3.1.1. Only an answer decides: a failed dial or a timeout leaves the
-// question open for the next Open.
+// broker refuses that version or drops the CONNECT without CONNACK twice
+// in a row, MQTT 3.1.1. Only an answer decides: a failed dial or a
+// timeout leaves the question open for the next Open, and 3.1.1 is
+// settled only when the broker answered a 3.1.1 CONNECT.
 func (u *Upstream) openNegotiated(ctx context.Context, opts gateway.SessionOptions, deliver func(gateway.Message)) (gateway.Session, error) {
 	switch u.protocolLevel() {
 	case level5:
@@ -67,6 +68,13 @@ func (u *Upstream) openNegotiated(ctx context.Context, opts gateway.SessionOptio
 		return u.open311(ctx, opts, deliver)
 	}
 	s, err := u.openV5(ctx, opts, deliver)
+	if err != nil && v5Mismatch(err) && !refusedVersion(err) {
+		// Closed without CONNACK. A broker that speaks 3.1.1 only does
+		// that every time; a broker in trouble (restarting, behind a
+		// load balancer with no backend) might once. Ask again before
+		// concluding.
+		s, err = u.openV5(ctx, opts, deliver)
+	}
 	if err == nil || !v5Mismatch(err) {
 		if err == nil || answered(err) {
 			u.settle(level5, nil)
@@ -92,9 +100,16 @@ func (u *Upstream) openNegotiated(ctx context.Context, opts gateway.SessionOptio
 func v5Mismatch(err error) bool {
 	var rc *ReasonCodeError
 	if errors.As(err, &rc) {
-		return rc.Packet == "CONNACK" && (rc.Code == 0x84 || rc.Code == 0x01)
+		return refusedVersion(err)
 	}
 	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET)
+}
+
+// refusedVersion reports whether err is a CONNACK that refused the
+// protocol version outright.
+func refusedVersion(err error) bool {
+	var rc *ReasonCodeError
+	return errors.As(err, &rc) && rc.Packet == "CONNACK" && (rc.Code == 0x84 || rc.Code == 0x01)
 }
 
 // answered reports whether err is a CONNACK refusal: the broker understood

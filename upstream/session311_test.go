@@ -411,6 +411,24 @@ func TestProtocolAuto(t *testing.T) {
 		t.Fatalf("a refused dial decided protocol %q", v)
 	}
 	tg.Start(t)
+
+	// A broker that closes connections before CONNACK for a while (here
+	// a proxy that accepts and closes) decides nothing either, although
+	// that is what a 3.1.1-only broker does to MQTT 5: the 3.1.1 attempt
+	// got no answer.
+	proxy := newLinkProxy(t, tg.Addr())
+	proxy.Cut()
+	viaProxy := testUpstream311(t, proxy.URL(), func(c *Config) { c.ProtocolVersion = ProtocolAuto })
+	if _, err := viaProxy.Open(ctx, gateway.SessionOptions{ClientID: "x", CleanStart: true}, func(gateway.Message) {}); err == nil {
+		t.Fatal("Open succeeded through a closed proxy")
+	} else if v := viaProxy.ProtocolVersion(); v != "" {
+		t.Fatalf("connections closed without CONNACK (%v) decided protocol %q", err, v)
+	}
+	proxy.Allow()
+	if s := openAny(t, viaProxy, gateway.SessionOptions{ClientID: uniqueID("p"), CleanStart: true}, nil); viaProxy.ProtocolVersion() != Protocol5 {
+		t.Fatalf("auto chose %T through the proxy", s)
+	}
+
 	s := openAny(t, u, gateway.SessionOptions{ClientID: uniqueID("a"), CleanStart: true}, nil)
 	if _, ok := s.(*session); !ok || u.ProtocolVersion() != Protocol5 {
 		t.Fatalf("auto chose %T, ProtocolVersion %q", s, u.ProtocolVersion())
