@@ -273,6 +273,23 @@ func (s *session311) lost(c *conn311, err error) {
 		s.mu.Unlock()
 		return
 	}
+	if s.countDropLocked(c, err) {
+		s.endTakenOverLocked()
+		return // unlocked by endTakenOverLocked
+	}
+	s.log.Warn("upstream connection lost; reconnecting", zap.Error(err))
+	ctx, cancel := context.WithCancel(context.Background())
+	s.abort = cancel
+	s.wg.Add(1)
+	go s.reconnectLoop(ctx, cancel)
+	s.mu.Unlock()
+}
+
+// countDropLocked counts c's end towards takeoverLimit, or resets the
+// count, and reports whether the limit is exceeded. Only connections made
+// by the reconnect loop count, when the broker closed them (EOF, reset,
+// DISCONNECT) within takeoverWindow of their CONNACK.
+func (s *session311) countDropLocked(c *conn311, err error) bool {
 	closedByBroker := errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) ||
 		errors.Is(err, errServerDisconnect)
 	switch {
@@ -281,17 +298,14 @@ func (s *session311) lost(c *conn311, err error) {
 	default:
 		s.drops = 0
 	}
-	if s.drops > takeoverLimit {
-		s.endLocked(fmt.Errorf("upstream: %s: the broker closed %d connections in a row right after CONNACK: %w",
-			s.clientID, s.drops, gateway.ErrTakenOver))
-		return // unlocked by endLocked
-	}
-	s.log.Warn("upstream connection lost; reconnecting", zap.Error(err))
-	ctx, cancel := context.WithCancel(context.Background())
-	s.abort = cancel
-	s.wg.Add(1)
-	go s.reconnectLoop(ctx, cancel)
-	s.mu.Unlock()
+	return s.drops > takeoverLimit
+}
+
+// endTakenOverLocked ends the session as taken over (s.mu held; unlocks
+// it).
+func (s *session311) endTakenOverLocked() {
+	s.endLocked(fmt.Errorf("upstream: %s: the broker closed %d connections in a row right after CONNACK: %w",
+		s.clientID, s.drops, gateway.ErrTakenOver))
 }
 
 // takeoverWindow is how soon after CONNACK a close by the broker counts
@@ -350,7 +364,7 @@ func (s *session311) reconnectLoop(ctx context.Context, cancel context.CancelFun
 			s.log.Info("upstream reconnected", zap.Int("attempts", attempt))
 			return
 		}
-		if ctx.Err() != nil {
+		if ctx.Err() != nil || errors.Is(err, errTakenOver) {
 			return
 		}
 		backoff = min(2*backoff, cfg.ReconnectBackoffMax)
@@ -378,6 +392,11 @@ func (s *session311) reconnectOnce(ctx context.Context) error {
 
 	if resub {
 		if err := s.resubscribe(ctx, c); err != nil {
+			select {
+			case <-c.done:
+				return s.droppedBeforeInstall(c)
+			default:
+			}
 			c.disconnect()
 			return err
 		}
@@ -400,21 +419,45 @@ func (s *session311) reconnectOnce(ctx context.Context) error {
 	}
 
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.closing {
+		s.mu.Unlock()
 		c.disconnect()
 		return errReconnectAborted
 	}
 	select {
 	case <-c.done:
-		return errConnDropped
+		s.mu.Unlock()
+		return s.droppedBeforeInstall(c)
 	default:
 	}
+	defer s.mu.Unlock()
 	s.cur = c
 	s.up.counters.connected.Add(1)
 	s.abort = nil
 	return nil
 }
+
+// droppedBeforeInstall handles a reconnect whose connection the broker
+// closed before it was installed (while restoring subscriptions, say): it
+// counts towards takeoverLimit like any other.
+func (s *session311) droppedBeforeInstall(c *conn311) error {
+	<-c.done
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		return errReconnectAborted
+	}
+	if s.countDropLocked(c, c.readErr) {
+		s.endTakenOverLocked()
+		return errTakenOver
+	}
+	s.mu.Unlock()
+	return fmt.Errorf("%w: %w", errConnDropped, c.readErr)
+}
+
+// errTakenOver stops the reconnect loop of a session that ended as taken
+// over.
+var errTakenOver = fmt.Errorf("upstream: reconnect stopped: %w", gateway.ErrTakenOver)
 
 // resubscribe restores every subscription on c (the broker lost the
 // session). A refusal (SUBACK 0x80) is logged, not retried.
