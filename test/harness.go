@@ -19,17 +19,24 @@ import (
 	"github.com/mqttsn-gateway/mqttsn-gateway/internal/testgw"
 	"github.com/mqttsn-gateway/mqttsn-gateway/snclient"
 	"github.com/mqttsn-gateway/mqttsn-gateway/snpacket"
+	"github.com/mqttsn-gateway/mqttsn-gateway/upstream"
 )
 
 // Wait bounds every wait for an event. It is generous: a test waits on the
 // event itself, so a slow machine only makes it slower, never red.
 const Wait = testgw.Wait
 
-// ForEachBroker runs fn once per available broker as a subtest.
+// ForEachBroker runs fn as parallel subtests, once per target of
+// testbroker.AllVersions: the embedded broker, and mosquitto spoken to
+// with MQTT 5 and with MQTT 3.1.1. Each subtest has a broker and a gateway
+// of its own.
 func ForEachBroker(t *testing.T, fn func(t *testing.T, tg testbroker.Target)) {
 	t.Helper()
-	for _, tg := range testbroker.All(t) {
-		t.Run(tg.Name, func(t *testing.T) { fn(t, tg) })
+	for _, tg := range testbroker.AllVersions(t) {
+		t.Run(tg.Name, func(t *testing.T) {
+			t.Parallel()
+			fn(t, tg)
+		})
 	}
 }
 
@@ -167,6 +174,17 @@ type Watcher struct {
 func (e *Env) Watch(t testing.TB, filter string) *Watcher {
 	t.Helper()
 	w := &Watcher{t: t, C: make(chan Received, 10000)}
+	if e.Target.V311Only {
+		s := v311Client(t, e.Target, "watcher-"+t.Name(), func(m gateway.Message) {
+			w.C <- Received{Topic: m.Topic, Payload: string(m.Payload), QoS: m.QoS, Retain: m.Retain}
+		})
+		ctx, cancel := context.WithTimeout(context.Background(), Wait)
+		defer cancel()
+		if _, err := s.Subscribe(ctx, filter, 2); err != nil {
+			t.Fatalf("watcher subscribe: %v", err)
+		}
+		return w
+	}
 	w.cli = e.mqttClient(t, "watcher-"+t.Name(), func(pr paho.PublishReceived) (bool, error) {
 		p := pr.Packet
 		w.C <- Received{Topic: p.Topic, Payload: string(p.Payload), QoS: p.QoS, Retain: p.Retain}
@@ -205,6 +223,15 @@ func (w *Watcher) ExpectNothing(d time.Duration) {
 // Publish publishes a message on the broker from an independent client.
 func (e *Env) Publish(t testing.TB, topic, payload string, qos byte, retain bool) {
 	t.Helper()
+	if e.Target.V311Only {
+		s := v311Client(t, e.Target, "publisher-"+t.Name(), func(gateway.Message) {})
+		ctx, cancel := context.WithTimeout(context.Background(), Wait)
+		defer cancel()
+		if err := s.Publish(ctx, gateway.Message{Topic: topic, Payload: []byte(payload), QoS: qos, Retain: retain}); err != nil {
+			t.Fatalf("publish %q: %v", topic, err)
+		}
+		return
+	}
 	cli := e.mqttClient(t, "publisher-"+t.Name(), nil)
 	ctx, cancel := context.WithTimeout(context.Background(), Wait)
 	defer cancel()
@@ -236,6 +263,30 @@ func (e *Env) mqttClient(t testing.TB, id string, onPub func(paho.PublishReceive
 		<-cli.Done()
 	})
 	return cli
+}
+
+// v311Client connects an MQTT 3.1.1 client for brokers that speak nothing
+// else (RabbitMQ): the upstream package's 3.1.1 session, the only 3.1.1
+// client in the module (its own tests check it against mosquitto and the
+// embedded broker).
+func v311Client(t testing.TB, tg testbroker.Target, id string, deliver func(gateway.Message)) gateway.Session {
+	t.Helper()
+	up, err := upstream.New(upstream.Config{URL: tg.URL, ProtocolVersion: upstream.Protocol311}, testgw.Logger(t).Named("client"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), Wait)
+	defer cancel()
+	s, err := up.Open(ctx, gateway.SessionOptions{ClientID: clientID(id), CleanStart: true}, deliver)
+	if err != nil {
+		t.Fatalf("connect to broker: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), Wait)
+		defer cancel()
+		_ = s.Close(ctx)
+	})
+	return s
 }
 
 // clientID makes an MQTT client id out of a test name.

@@ -26,9 +26,20 @@ const (
 	// DefaultWillDelay is the Will Delay Interval registered with the
 	// broker together with a node's will.
 	DefaultWillDelay = 60 * time.Second
+	// DefaultMaxQoS is the highest QoS used upstream unless
+	// Config.MaxQoS lowers it.
+	DefaultMaxQoS = 2
 )
 
-// Config configures the upstream MQTT v5 connections. Zero values mean "use
+// Protocol versions (Config.ProtocolVersion, broker.protocol_version),
+// spelled as in the configuration file.
+const (
+	ProtocolAuto = "auto"  // MQTT 5 first, MQTT 3.1.1 if the broker refuses it
+	Protocol5    = "5"     // MQTT 5 only
+	Protocol311  = "3.1.1" // MQTT 3.1.1 only
+)
+
+// Config configures the upstream MQTT connections. Zero values mean "use
 // the default". Field names in errors follow the configuration file keys
 // (broker.url, broker.keep_alive, ...).
 type Config struct {
@@ -42,6 +53,21 @@ type Config struct {
 
 	// ClientIDPrefix is prepended to every session's ClientID.
 	ClientIDPrefix string
+
+	// ProtocolVersion (broker.protocol_version) is "5", "3.1.1" or
+	// "auto" (the default, also for ""): MQTT 5 first and, when the broker
+	// refuses an MQTT 5 CONNECT (CONNACK 0x84 or 3.1.1 return code 0x01)
+	// or closes the connection without CONNACK, MQTT 3.1.1. The outcome
+	// is remembered for the Upstream's lifetime; a transient failure
+	// (broker unreachable, timeout) decides nothing.
+	ProtocolVersion string
+	// MaxQoS (broker.max_qos: 0, 1 or 2; nil means 2) caps the QoS of
+	// every PUBLISH and SUBSCRIBE sent to the broker, for brokers that
+	// support less than QoS 2 (RabbitMQ, AWS IoT Core). An MQTT 5
+	// broker's Maximum QoS (CONNACK) lowers it further. The node's leg
+	// keeps its own QoS: a node's QoS 2 PUBLISH stays exactly-once
+	// between node and gateway.
+	MaxQoS *byte
 
 	// TLS (mqtts:// only). CAFile replaces the system roots; CertFile and
 	// KeyFile give a client certificate; ServerName overrides the name
@@ -73,7 +99,8 @@ type Config struct {
 	// much for sessions with a will. The broker then publishes a node's
 	// will only if the gateway stays away longer than WillDelay (a gateway
 	// crash); a broker-side link blip that the reconnect loop repairs
-	// within WillDelay publishes nothing (MQTT 5 §3.1.3.2.2).
+	// within WillDelay publishes nothing (MQTT 5 §3.1.3.2.2). MQTT 3.1.1
+	// has no will delay: 3.1.1 sessions register the will as it is.
 	WillDelay time.Duration
 }
 
@@ -105,6 +132,17 @@ func (c *Config) setDefaults() {
 	if c.WillDelay == 0 {
 		c.WillDelay = DefaultWillDelay
 	}
+	if c.ProtocolVersion == "" {
+		c.ProtocolVersion = ProtocolAuto
+	}
+}
+
+// maxQoS is the configured QoS cap (DefaultMaxQoS when unset).
+func (c *Config) maxQoS() byte {
+	if c.MaxQoS == nil {
+		return DefaultMaxQoS
+	}
+	return *c.MaxQoS
 }
 
 // validate checks c (after setDefaults) and resolves the endpoint.
@@ -160,6 +198,13 @@ func (c *Config) validate() (endpoint, error) {
 			c.ReconnectBackoffMax, c.ReconnectBackoffMin)
 	case len(c.ClientIDPrefix) > 65535:
 		return ep, errors.New("broker.client_id_prefix: longer than 65535 octets")
+	case c.MaxQoS != nil && *c.MaxQoS > 2:
+		return ep, fmt.Errorf("broker.max_qos: %d: use 0, 1 or 2", *c.MaxQoS)
+	}
+	switch c.ProtocolVersion {
+	case "", ProtocolAuto, Protocol5, Protocol311:
+	default:
+		return ep, fmt.Errorf("broker.protocol_version: %q: use \"5\", \"3.1.1\" or \"auto\"", c.ProtocolVersion)
 	}
 
 	tlsSet := c.CAFile != "" || c.CertFile != "" || c.KeyFile != "" || c.ServerName != "" || c.InsecureSkipVerify

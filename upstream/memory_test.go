@@ -30,7 +30,14 @@ func TestMemoryPerSession(t *testing.T) {
 		url = testbroker.Embedded(t).URL()
 		name = "embedded (includes broker memory)"
 	}
-	u, err := New(Config{URL: url, KeepAlive: time.Minute}, zap.NewNop())
+	for _, proto := range []string{Protocol5, Protocol311} {
+		t.Run(proto, func(t *testing.T) { memoryPerSession(t, url, name, proto) })
+	}
+}
+
+func memoryPerSession(t *testing.T, url, name, proto string) {
+	t.Helper()
+	u, err := New(Config{URL: url, KeepAlive: time.Minute, ProtocolVersion: proto}, zap.NewNop())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,7 +53,7 @@ func TestMemoryPerSession(t *testing.T) {
 		}
 	}()
 	for i := range n {
-		s, err := u.Open(ctx, gateway.SessionOptions{ClientID: fmt.Sprintf("mem-%d", i), CleanStart: true}, func(gateway.Message) {})
+		s, err := u.Open(ctx, gateway.SessionOptions{ClientID: fmt.Sprintf("mem-%s-%d", proto, i), CleanStart: true}, func(gateway.Message) {})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -57,8 +64,8 @@ func TestMemoryPerSession(t *testing.T) {
 	}
 	after := memUse()
 	per := (after - before) / n
-	t.Logf("%s: %d B (%.1f KiB) heap+stack per idle session, %d goroutines for %d sessions",
-		name, per, float64(per)/1024, runtime.NumGoroutine(), n)
+	t.Logf("%s, MQTT %s: %d B (%.1f KiB) heap+stack per idle session, %d goroutines for %d sessions",
+		name, proto, per, float64(per)/1024, runtime.NumGoroutine(), n)
 	if name == "mosquitto" && per > 32<<10 {
 		t.Errorf("%d B per session, budget 32 KiB", per)
 	}

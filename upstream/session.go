@@ -48,6 +48,7 @@ type session struct {
 	cur       *paho.Client    // nil while disconnected or closing
 	curExpiry uint32          // session expiry in force for cur (CONNACK may lower it)
 	subs      map[string]byte // filter -> requested QoS
+	qosCap    byte            // broker.max_qos, lowered by the CONNACK's Maximum QoS
 	needResub bool            // the broker lost the session; restore subs
 	closing   bool
 	abort     func() // cancels the running reconnect loop, or nil
@@ -90,7 +91,7 @@ func newSession(u *Upstream, opts gateway.SessionOptions, deliver func(gateway.M
 	// gateway publishes a lost node's will itself, so such a will is
 	// simply not registered with the broker.
 	if w := opts.Will; w != nil && len(w.Payload) > 0 {
-		s.will = &paho.WillMessage{Topic: w.Topic, Payload: w.Payload, QoS: w.QoS, Retain: w.Retain}
+		s.will = &paho.WillMessage{Topic: w.Topic, Payload: w.Payload, QoS: min(w.QoS, u.cfg.maxQoS()), Retain: w.Retain}
 		s.willDelay = secondsU32(u.cfg.WillDelay)
 		s.sentExpiry = max(s.wantExpiry, s.willDelay)
 	}
@@ -200,6 +201,10 @@ func (s *session) setCurLocked(cli *paho.Client, ca *paho.Connack) {
 		s.up.counters.connected.Add(1)
 	}
 	s.cur = cli
+	s.qosCap = s.up.cfg.maxQoS()
+	if ca.Properties != nil && ca.Properties.MaximumQoS != nil {
+		s.qosCap = min(s.qosCap, *ca.Properties.MaximumQoS)
+	}
 	// As paho's session state: the broker's value if it sent one.
 	s.curExpiry = s.sentExpiry
 	if ca.Properties != nil && ca.Properties.SessionExpiryInterval != nil {
@@ -366,6 +371,13 @@ func (s *session) currentCtx() (cli *paho.Client, conn, epoch context.Context, e
 	return s.cur, s.connCtx, s.epochCtx, nil
 }
 
+// maxQoS is the highest QoS the broker takes (broker.max_qos and CONNACK).
+func (s *session) maxQoS() byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.qosCap
+}
+
 // bound returns ctx, additionally cancelled (with its cause) when end ends.
 func bound(ctx, end context.Context) (context.Context, func()) {
 	ctx, cancel := context.WithCancelCause(ctx)
@@ -409,6 +421,7 @@ func (s *session) Publish(ctx context.Context, msg gateway.Message) error {
 	if err != nil {
 		return fmt.Errorf("upstream: publish to %q: %w", msg.Topic, err)
 	}
+	msg.QoS = min(msg.QoS, s.maxQoS())
 	if msg.QoS > 0 {
 		var done func()
 		ctx, done = bound(ctx, epoch)
@@ -444,6 +457,7 @@ func (s *session) Subscribe(ctx context.Context, filter string, qos byte) (byte,
 	if err != nil {
 		return 0, fmt.Errorf("upstream: subscribe to %q: %w", filter, err)
 	}
+	qos = min(qos, s.maxQoS())
 	ctx, done := bound(ctx, conn)
 	defer done()
 	sa, err := cli.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: filter, QoS: qos}}})

@@ -1,12 +1,14 @@
-// Package upstream connects gateway sessions to an MQTT v5 broker with
-// github.com/eclipse/paho.golang. It implements gateway.Upstream in
-// transparent mode: one MQTT connection per MQTT-SN client. paho types never
-// leave this package.
+// Package upstream connects gateway sessions to an MQTT broker, MQTT 5 with
+// github.com/eclipse/paho.golang or MQTT 3.1.1 with a small engine of its
+// own over mochi's packet codec (session311.go, conn311.go). It implements
+// gateway.Upstream in transparent mode: one MQTT connection per MQTT-SN
+// client. Library types never leave this package.
 //
-// Each connection is a raw paho.Client (three goroutines: reader, router,
-// pinger) plus a reconnect goroutine that exists only while the connection
-// is down. autopaho is not used: it keeps two more goroutines per connection
-// and about twice the memory (see libraries.md).
+// Each MQTT 5 connection is a raw paho.Client (three goroutines: reader,
+// router, pinger), each MQTT 3.1.1 connection one reader goroutine and a
+// keep-alive timer; either has a reconnect goroutine that exists only while
+// the connection is down. autopaho is not used: it keeps two more
+// goroutines per connection and about twice the memory (see libraries.md).
 package upstream
 
 import (
@@ -16,6 +18,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -38,13 +41,14 @@ var ErrConnectionLost = errors.New("upstream: connection lost before the broker 
 // ErrClosed is returned (wrapped) for operations on a closed session.
 var ErrClosed = errors.New("upstream: session closed")
 
-// Upstream opens MQTT v5 sessions on one broker. It is safe for concurrent
-// use.
+// Upstream opens MQTT sessions (version 5 or 3.1.1) on one broker. It is
+// safe for concurrent use.
 type Upstream struct {
 	cfg      Config
 	ep       endpoint
 	log      *zap.Logger
 	counters counters
+	proto    atomic.Uint32 // negotiated protocol level (5 or 4), 0 while unknown
 }
 
 var _ gateway.Upstream = (*Upstream)(nil)
@@ -65,9 +69,10 @@ func New(cfg Config, log *zap.Logger) (*Upstream, error) {
 
 // Open connects one MQTT session for a node and returns once the broker
 // accepted it (CONNACK success), bounded by ctx and Config.ConnectTimeout.
-// deliver is called, one message at a time, from the connection's router
+// deliver is called, one message at a time, from the connection's reader
 // goroutine; the broker's PUBACK/PUBREC is sent only after deliver returned.
-// While deliver blocks, further messages on this connection wait.
+// While deliver blocks, further messages on this connection wait. The
+// protocol version is Config.ProtocolVersion's (see protocol.go).
 func (u *Upstream) Open(ctx context.Context, opts gateway.SessionOptions, deliver func(gateway.Message)) (gateway.Session, error) {
 	if deliver == nil {
 		return nil, errors.New("upstream: Open: deliver is nil")
@@ -75,6 +80,11 @@ func (u *Upstream) Open(ctx context.Context, opts gateway.SessionOptions, delive
 	if opts.Will != nil && opts.Will.QoS > 2 {
 		return nil, fmt.Errorf("upstream: Open: will QoS %d", opts.Will.QoS)
 	}
+	return u.openNegotiated(ctx, opts, deliver)
+}
+
+// openV5 opens an MQTT 5 session.
+func (u *Upstream) openV5(ctx context.Context, opts gateway.SessionOptions, deliver func(gateway.Message)) (gateway.Session, error) {
 	s := newSession(u, opts, deliver)
 	cli, ca, err := s.connect(ctx, opts.CleanStart)
 	if err != nil {

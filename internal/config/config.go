@@ -31,6 +31,8 @@ type File struct {
 		Username            string        `yaml:"username"`
 		Password            string        `yaml:"password"`
 		ClientIDPrefix      string        `yaml:"client_id_prefix"`
+		ProtocolVersion     string        `yaml:"protocol_version"`
+		MaxQoS              *uint8        `yaml:"max_qos"`
 		CAFile              string        `yaml:"ca_file"`
 		CertFile            string        `yaml:"cert_file"`
 		KeyFile             string        `yaml:"key_file"`
@@ -270,6 +272,16 @@ func (c *File) Check() error {
 	if len(c.Listen.DTLS) > 0 && c.bindIdentity() && c.DTLS.PSKFile == "" && c.DTLS.ClientCAFile == "" {
 		return errors.New("dtls.bind_identity: nodes have no identity without dtls.psk_file or dtls.client_ca_file: set one, or dtls.bind_identity: false")
 	}
+	// Checked here too because upstream.New is only asked with a URL (the
+	// embedded broker also takes these two).
+	switch c.Broker.ProtocolVersion {
+	case "", upstream.ProtocolAuto, upstream.Protocol5, upstream.Protocol311:
+	default:
+		return fmt.Errorf("broker.protocol_version: %q: use \"5\", \"3.1.1\" or \"auto\"", c.Broker.ProtocolVersion)
+	}
+	if q := c.Broker.MaxQoS; q != nil && *q > 2 {
+		return fmt.Errorf("broker.max_qos: %d: use 0, 1 or 2", *q)
+	}
 	if _, err := upstream.New(c.Upstream(), nil); c.Broker.URL != "" && err != nil {
 		return err
 	}
@@ -330,6 +342,7 @@ func (c *File) Upstream() upstream.Config {
 	b := c.Broker
 	return upstream.Config{
 		URL: b.URL, Username: b.Username, Password: b.Password, ClientIDPrefix: b.ClientIDPrefix,
+		ProtocolVersion: b.ProtocolVersion, MaxQoS: b.MaxQoS,
 		CAFile: b.CAFile, CertFile: b.CertFile, KeyFile: b.KeyFile, ServerName: b.ServerName,
 		InsecureSkipVerify: b.InsecureSkipVerify, KeepAlive: b.KeepAlive, ConnectTimeout: b.ConnectTimeout,
 		ReconnectBackoffMin: b.ReconnectBackoffMin, ReconnectBackoffMax: b.ReconnectBackoffMax,

@@ -41,7 +41,8 @@ func TestExampleFile(t *testing.T) {
 	u := c.Upstream()
 	if u.KeepAlive != upstream.DefaultKeepAlive || u.ConnectTimeout != upstream.DefaultConnectTimeout ||
 		u.ReconnectBackoffMin != upstream.DefaultReconnectBackoffMin || u.ReconnectBackoffMax != upstream.DefaultReconnectBackoffMax ||
-		u.ReceiveMaximum != upstream.DefaultReceiveMaximum || u.WillDelay != upstream.DefaultWillDelay {
+		u.ReceiveMaximum != upstream.DefaultReceiveMaximum || u.WillDelay != upstream.DefaultWillDelay ||
+		u.ProtocolVersion != upstream.ProtocolAuto || u.MaxQoS == nil || *u.MaxQoS != upstream.DefaultMaxQoS {
 		t.Errorf("documented broker defaults differ from the code's: %+v", u)
 	}
 	d := c.DTLS
@@ -66,6 +67,8 @@ broker:
   url: "mqtt://127.0.0.1:1883"
   username: "u"
   password: "p"
+  protocol_version: 3.1.1
+  max_qos: 1
 gateway_id: 7
 predefined_topics:
   1: "sensors/temperature"
@@ -90,7 +93,8 @@ admin:
 		t.Errorf("gateway config %+v", g)
 	}
 	u := c.Upstream()
-	if u.URL != "mqtt://127.0.0.1:1883" || u.Username != "u" || u.Password != "p" {
+	if u.URL != "mqtt://127.0.0.1:1883" || u.Username != "u" || u.Password != "p" ||
+		u.ProtocolVersion != upstream.Protocol311 || u.MaxQoS == nil || *u.MaxQoS != 1 {
 		t.Errorf("upstream config %+v", u)
 	}
 	if c.Admin.Listen != "127.0.0.1:9184" {
@@ -125,6 +129,10 @@ func TestErrorsNameTheKey(t *testing.T) {
 		{"listen:\n  dtls: \"nohost\"\ndtls:\n  psk_file: psk.txt\n", "listen.dtls"},
 		{"admin:\n  listen: \"9184\"\n", "admin.listen"},
 		{"admin:\n  lisen: \"127.0.0.1:9184\"\n", "admin.lisen"},
+		{"broker:\n  protocol_version: \"4\"\n", "broker.protocol_version"},
+		{"broker:\n  protocol_version: v5\n", "broker.protocol_version"},
+		{"broker:\n  max_qos: 3\n", "broker.max_qos"},
+		{"broker:\n  url: mqtt://x\n  max_qos: 3\n", "broker.max_qos"},
 	} {
 		_, err := Parse(strings.NewReader(c.yaml))
 		if err == nil || !strings.Contains(err.Error(), c.want) {

@@ -26,11 +26,20 @@ import (
 // startTimeout bounds how long a broker may take to accept connections.
 const startTimeout = 10 * time.Second
 
-// Target is a broker to run a test against.
+// Target is a broker to run a test against, and how the gateway speaks to
+// it.
 type Target struct {
-	Name string // "embedded" or "mosquitto"
+	Name string // "embedded", "mosquitto", "mosquitto-3.1.1", "rabbitmq"
 	URL  string // mqtt://127.0.0.1:port, unchanged across restarts
-	ctl  *control
+	// Protocol is the broker.protocol_version the gateway uses ("":
+	// auto).
+	Protocol string
+	// MaxQoS, if not nil, is the broker.max_qos the gateway uses.
+	MaxQoS *byte
+	// V311Only is set for brokers that speak MQTT 3.1.1 only (RabbitMQ):
+	// test clients must not use MQTT 5 on them.
+	V311Only bool
+	ctl      *control
 }
 
 type control struct {
@@ -40,6 +49,8 @@ type control struct {
 	emb  *broker.Broker // embedded: current broker, nil while stopped
 	mosq *mosquitto     // mosquitto: current process, nil while stopped
 	path string         // mosquitto binary
+	// external brokers (RabbitMQ) are not ours to stop or start.
+	external bool
 }
 
 // All returns the embedded broker and, when mosquitto is installed, a
@@ -49,6 +60,25 @@ func All(t *testing.T) []Target {
 	targets := []Target{EmbeddedTarget(t)}
 	if path, ok := MosquittoPath(); ok {
 		targets = append(targets, mosquittoTarget(t, path))
+	} else {
+		t.Log("testbroker: mosquitto not installed; embedded broker only")
+	}
+	return targets
+}
+
+// AllVersions returns the targets of the end-to-end suite: the embedded
+// broker (protocol auto, which picks MQTT 5), and when mosquitto is
+// installed, one mosquitto the gateway speaks MQTT 5 to and one it speaks
+// MQTT 3.1.1 to, each already running.
+func AllVersions(t *testing.T) []Target {
+	t.Helper()
+	targets := []Target{EmbeddedTarget(t)}
+	if path, ok := MosquittoPath(); ok {
+		v5 := mosquittoTarget(t, path)
+		v5.Name, v5.Protocol = "mosquitto-5", "5"
+		v3 := mosquittoTarget(t, path)
+		v3.Name, v3.Protocol = "mosquitto-3.1.1", "3.1.1"
+		targets = append(targets, v5, v3)
 	} else {
 		t.Log("testbroker: mosquitto not installed; embedded broker only")
 	}
@@ -150,6 +180,8 @@ func (c *control) start(t testing.TB) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	switch {
+	case c.external:
+		t.Fatalf("testbroker: %s is external: it cannot be started by a test", c.name)
 	case c.emb != nil || c.mosq != nil:
 		t.Fatalf("testbroker: %s already running", c.name)
 	case c.path == "":
@@ -169,6 +201,9 @@ func (c *control) start(t testing.TB) {
 
 func (c *control) stop(t testing.TB) {
 	t.Helper()
+	if c.external {
+		t.Fatalf("testbroker: %s is external: it cannot be stopped by a test", c.name)
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.emb != nil {

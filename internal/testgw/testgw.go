@@ -72,6 +72,12 @@ func start(t testing.TB, tg testbroker.Target, cfg gateway.Config, ucfg upstream
 	if ucfg.URL == "" {
 		ucfg.URL = tg.URL
 	}
+	if ucfg.ProtocolVersion == "" {
+		ucfg.ProtocolVersion = tg.Protocol
+	}
+	if ucfg.MaxQoS == nil {
+		ucfg.MaxQoS = tg.MaxQoS
+	}
 	if ucfg.ReconnectBackoffMin == 0 {
 		ucfg.ReconnectBackoffMin, ucfg.ReconnectBackoffMax = 50*time.Millisecond, 500*time.Millisecond
 	}
