@@ -253,9 +253,11 @@ func (s *shard) nodeOpDone(now time.Time, sess *session, o op, r opResult) {
 func (s *shard) openDone(now time.Time, sess *session, r opResult) {
 	sess.opening = false
 	if r.err != nil {
-		sess.log.Warn("upstream connect failed", zap.Error(r.err))
+		// Debug: the upstream logs refusals for operators, rate-limited;
+		// with every node refused alike, a line per node floods the log.
+		sess.log.Debug("upstream connect failed", zap.Error(r.err))
 		if sess.phase == phaseOpening {
-			s.refuseConnect(sess, snpacket.RejectedCongestion)
+			s.refuseConnect(sess, connackFor(r.err))
 		}
 		return
 	}

@@ -264,6 +264,7 @@ func (s *session) reconnectLoop(ctx context.Context, cancel context.CancelFunc) 
 			return
 		}
 		backoff = min(2*backoff, cfg.ReconnectBackoffMax)
+		s.up.refusals.note(err, s.clientID)
 		s.log.Debug("upstream reconnect failed", zap.Int("attempt", attempt), zap.Duration("retry_in", backoff), zap.Error(err))
 		t.Reset(jitter(backoff))
 	}

@@ -45,6 +45,7 @@ type Upstream struct {
 	ep       endpoint
 	log      *zap.Logger
 	counters counters
+	refusals *refusalLog
 }
 
 var _ gateway.Upstream = (*Upstream)(nil)
@@ -60,7 +61,7 @@ func New(cfg Config, log *zap.Logger) (*Upstream, error) {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	return &Upstream{cfg: cfg, ep: ep, log: log}, nil
+	return &Upstream{cfg: cfg, ep: ep, log: log, refusals: newRefusalLog(log, refusalEvery)}, nil
 }
 
 // Open connects one MQTT session for a node and returns once the broker
@@ -79,6 +80,9 @@ func (u *Upstream) Open(ctx context.Context, opts gateway.SessionOptions, delive
 	cli, ca, err := s.connect(ctx, opts.CleanStart)
 	if err != nil {
 		_ = s.state.Close()
+		if !errors.Is(ctx.Err(), context.Canceled) { // not a shutdown
+			u.refusals.note(err, s.clientID)
+		}
 		return nil, err
 	}
 	if !s.install(cli, ca) {

@@ -41,11 +41,22 @@ func Start(t testing.TB, tg testbroker.Target, cfg gateway.Config, opts ...gatew
 	if tg.Broker() != nil {
 		ucfg.ReceiveMaximum = broker.ClientReceiveMaximum // as the command does
 	}
-	log := Logger(t)
-	up, err := upstream.New(ucfg, log.Named("upstream"))
+	up, err := upstream.New(ucfg, Logger(t).Named("upstream"))
 	if err != nil {
 		t.Fatalf("upstream: %v", err)
 	}
+	return StartUpstream(t, up, cfg, opts...)
+}
+
+// StartUpstream runs a gateway bridged through up (which the test made,
+// with the settings and logger it needs), on 127.0.0.1:0 unless cfg.Listen
+// says otherwise, and shuts it down in t.Cleanup.
+func StartUpstream(t testing.TB, up gateway.Upstream, cfg gateway.Config, opts ...gateway.Option) *gateway.Gateway {
+	t.Helper()
+	if len(cfg.Listen) == 0 {
+		cfg.Listen = []string{"127.0.0.1:0"}
+	}
+	log := Logger(t)
 	opts = append([]gateway.Option{gateway.WithUpstream(up), gateway.WithLogger(log.Named("gateway"))}, opts...)
 	g, err := gateway.New(cfg, opts...)
 	if err != nil {
