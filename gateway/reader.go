@@ -222,7 +222,7 @@ func (g *Gateway) runQoSMinusOne(ctx context.Context) {
 				cancel()
 				if err != nil {
 					g.stats.QoSMinusOneDrop.Add(1)
-					g.log.Warn("QoS -1 upstream connection failed", zap.Error(err))
+					g.log.Debug("QoS -1 upstream connection failed", zap.Error(err)) // upstream logs it, rate-limited
 					continue
 				}
 				sess = s
