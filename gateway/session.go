@@ -57,6 +57,10 @@ type session struct {
 	qos1    map[uint16]bool // node's QoS 1 MsgIds being forwarded
 	subWait int             // SUBSCRIBEs not yet answered: downlink waits
 
+	// openSeq counts opOpens started; upSeq is the one that made up, so
+	// that a late Ended from an older session is ignored.
+	openSeq, upSeq uint64
+
 	// downlink
 	queue       *sleepmgr.Buffer
 	inflight    *outbound

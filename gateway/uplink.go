@@ -87,6 +87,8 @@ func (s *shard) startOp(sess *session) {
 		if !sess.clean {
 			t.opts.SessionExpiry = s.g.cfg.SessionExpiry
 		}
+		sess.openSeq++
+		t.opts.Ended = s.ender(sess, sess.openSeq)
 	}
 	if s.idle > 0 {
 		s.idle--
@@ -278,6 +280,7 @@ func (s *shard) openDone(now time.Time, sess *session, r opResult) {
 		return
 	}
 	sess.up = r.session
+	sess.upSeq = sess.openSeq // opens run one at a time: this one is the last started
 	if sess.phase == phaseOpening {
 		s.connected(now, sess)
 	}

@@ -1,6 +1,8 @@
 package test
 
 import (
+	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -9,6 +11,9 @@ import (
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/eclipse/paho.golang/paho"
+
+	"github.com/mqttsn-gateway/mqttsn-gateway/broker"
 	"github.com/mqttsn-gateway/mqttsn-gateway/gateway"
 	"github.com/mqttsn-gateway/mqttsn-gateway/internal/testbroker"
 	"github.com/mqttsn-gateway/mqttsn-gateway/internal/testgw"
@@ -23,6 +28,9 @@ func runWith(t *testing.T, tg testbroker.Target, ucfg upstream.Config, cfg gatew
 	t.Helper()
 	if ucfg.URL == "" {
 		ucfg.URL = tg.URL
+	}
+	if tg.Broker() != nil && ucfg.ReceiveMaximum == 0 {
+		ucfg.ReceiveMaximum = broker.ClientReceiveMaximum // as the command does
 	}
 	if ucfg.ReconnectBackoffMin == 0 {
 		ucfg.ReconnectBackoffMin, ucfg.ReconnectBackoffMax = 50*time.Millisecond, 500*time.Millisecond
@@ -69,4 +77,58 @@ func TestWrongBrokerPassword(t *testing.T) {
 	if f := lines[0].ContextMap(); f["reason"] != "not authorized" && f["reason"] != "bad user name or password" {
 		t.Fatalf("warn line %v", f)
 	}
+}
+
+// Two gateways on one broker: a CleanSession=0 node moves from the first
+// to the second. The first stops reconnecting its upstream session (which
+// would take the broker session back), the node receives every QoS 1
+// message published afterwards through the second, and its old address
+// gets DISCONNECT from the first.
+func TestNodeMovesBetweenGateways(t *testing.T) {
+	ForEachBroker(t, func(t *testing.T, tg testbroker.Target) {
+		a, upA, logsA := runWith(t, tg, upstream.Config{}, gateway.Config{GatewayID: 1})
+		b, upB, _ := runWith(t, tg, upstream.Config{}, gateway.Config{GatewayID: 2})
+		const topic = "roam/t"
+
+		old := a.Node(t)
+		old.Connect("roamer", false, 60)
+		old.Subscribe(1, topic, sn.QoS1)
+
+		n := b.Node(t)
+		n.Connect("roamer", false, 60)
+		sa := n.Subscribe(1, topic, sn.QoS1)
+
+		Eventually(t, "the first gateway gives the session up", func() bool { return upA.TakenOver() == 1 })
+		if len(logsA.FilterMessage("node moved to another connection").All()) != 1 {
+			t.Fatalf("want one 'node moved' line from the first gateway: %v", logsA.All())
+		}
+		connects := upA.Stats().Connects
+
+		pub := b.mqttClient(t, "roam-publisher", nil)
+		const count = 25
+		for i := range count {
+			ctx, cancel := context.WithTimeout(context.Background(), Wait)
+			_, err := pub.Publish(ctx, &paho.Publish{Topic: topic, Payload: []byte(fmt.Sprint(i)), QoS: 1})
+			cancel()
+			if err != nil {
+				t.Fatalf("publish %d: %v", i, err)
+			}
+		}
+		for i := range count {
+			p, ok := n.Next().(*sn.Publish)
+			if !ok || p.TopicID != sa.TopicID || string(p.Data) != fmt.Sprint(i) {
+				t.Fatalf("message %d: got %+v", i, p)
+			}
+			n.Send(&sn.Puback{TopicID: p.TopicID, MsgID: p.MsgID, ReturnCode: sn.Accepted})
+		}
+		if got := upA.Stats().Connects; got != connects {
+			t.Fatalf("the first gateway connected again: %d connects, was %d", got, connects)
+		}
+		if upB.TakenOver() != 0 {
+			t.Fatal("the second gateway gave the session up too")
+		}
+		// The first gateway tells the node's old address to connect again.
+		old.Send(&sn.PingReq{})
+		old.Expect(&sn.Disconnect{})
+	})
 }

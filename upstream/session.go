@@ -52,6 +52,8 @@ type session struct {
 	closing   bool
 	abort     func() // cancels the running reconnect loop, or nil
 
+	drops dropRun // connections the broker closed right after CONNACK
+
 	// connCtx ends when the current connection is lost: SUBSCRIBE and
 	// UNSUBSCRIBE waiting for an ack fail then (paho does not resend them).
 	connCtx context.Context //nolint:containedctx // a cancellation signal, not a request context
@@ -229,6 +231,14 @@ func (s *session) lost(cli *paho.Client, err error) {
 	if s.closing {
 		return
 	}
+	if takenOver(err) {
+		s.endTakenOverLocked(err)
+		return
+	}
+	if s.drops.lost(err) {
+		s.endTakenOverLocked(fmt.Errorf("%w (last: %w)", errMovedAway, err))
+		return
+	}
 	s.log.Warn("upstream connection lost; reconnecting", zap.Error(err))
 	ctx, cancel := context.WithCancel(context.Background())
 	s.abort = cancel
@@ -310,6 +320,7 @@ func (s *session) reconnectOnce(ctx context.Context) error {
 	default:
 	}
 	s.setCurLocked(cli, ca)
+	s.drops.reconnected(s.up.takeoverWindow())
 	s.abort = nil
 	s.mu.Unlock()
 	return nil
@@ -550,8 +561,9 @@ func (s *session) closingDisconnect() *paho.Disconnect {
 	return d
 }
 
-// Done is closed once the session has ended after Close. Reconnecting never
-// gives up on its own.
+// Done is closed once the session has ended: after Close, or when another
+// connection took the session over (then opts.Ended was called first).
+// Reconnecting never gives up on its own.
 func (s *session) Done() <-chan struct{} { return s.done }
 
 // mapErr marks errors that mean "nothing was sent" with ErrNotConnected.
