@@ -34,9 +34,15 @@ const (
 type Config struct {
 	// URL of the broker: mqtt://host:port or mqtts://host:port (tcp://,
 	// ssl:// and tls:// are accepted as aliases). The port defaults to 1883
-	// or 8883.
+	// or 8883. It may carry credentials, mqtt://user:password@host:port
+	// (percent-encoded), instead of Username and Password: giving both is
+	// an error. Logs show it with the password masked (RedactURL).
 	URL string
 
+	// Username and Password log every session in. Both may contain
+	// ClientIDPlaceholder ("{client_id}"), replaced by the node's ClientId,
+	// so that each node logs in as itself. A node that sent its own
+	// credentials (MQTT-SN AUTH) logs in with those instead.
 	Username string
 	Password string
 
@@ -81,6 +87,11 @@ type Config struct {
 type endpoint struct {
 	hostPort string
 	tls      *tls.Config // nil for plain TCP
+	// username and password (hasPassword: one was given, maybe empty)
+	// from Username and Password or from the URL's user information.
+	username    string
+	password    string
+	hasPassword bool
 }
 
 func (c *Config) setDefaults() {
@@ -115,7 +126,12 @@ func (c *Config) validate() (endpoint, error) {
 	}
 	u, err := url.Parse(c.URL)
 	if err != nil {
-		return ep, fmt.Errorf("broker.url: %w", err)
+		// url.Error repeats the URL, password included: give only the cause.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return ep, fmt.Errorf("broker.url: %s: %w", RedactURL(c.URL), err)
 	}
 	var secure bool
 	switch strings.ToLower(u.Scheme) {
@@ -126,10 +142,18 @@ func (c *Config) validate() (endpoint, error) {
 		return ep, fmt.Errorf("broker.url: unsupported scheme %q: use mqtt:// or mqtts://", u.Scheme)
 	}
 	if u.Hostname() == "" {
-		return ep, fmt.Errorf("broker.url: %q has no host", c.URL)
+		return ep, fmt.Errorf("broker.url: %q has no host", u.Redacted())
 	}
 	if u.Path != "" && u.Path != "/" || u.RawQuery != "" {
-		return ep, fmt.Errorf("broker.url: %q: path and query are not supported", c.URL)
+		return ep, fmt.Errorf("broker.url: %q: path and query are not supported", u.Redacted())
+	}
+	ep.username, ep.password, ep.hasPassword = c.Username, c.Password, c.Password != ""
+	if u.User != nil {
+		if c.Username != "" || c.Password != "" {
+			return ep, fmt.Errorf("broker.url: %q carries a user name and broker.username / broker.password are set too: give the credentials in one place", u.Redacted())
+		}
+		ep.username = u.User.Username()
+		ep.password, ep.hasPassword = u.User.Password()
 	}
 	port := u.Port()
 	if port == "" {

@@ -148,11 +148,9 @@ func (s *session) connect(ctx context.Context, cleanStart bool) (*paho.Client, *
 			RequestProblemInfo: true,
 		},
 	}
-	if cfg.Username != "" {
-		cp.Username, cp.UsernameFlag = cfg.Username, true
-	}
-	if cfg.Password != "" {
-		cp.Password, cp.PasswordFlag = []byte(cfg.Password), true
+	if user, pass := s.up.credentials(s.opts); user != "" || pass != nil {
+		cp.Username, cp.UsernameFlag = user, user != ""
+		cp.Password, cp.PasswordFlag = pass, pass != nil
 	}
 	if s.will != nil {
 		delay := s.willDelay

@@ -193,7 +193,7 @@ func serve(ctx context.Context, cfg *config.File, log *zap.Logger, lvl zap.Atomi
 		}
 		defer stopAdmin()
 	}
-	log.Info("mqttsn-gateway starting", zap.String("version", version), zap.Strings("udp", cfg.Listen.UDP), zap.Strings("dtls", cfg.Listen.DTLS), zap.String("broker", ucfg.URL))
+	log.Info("mqttsn-gateway starting", zap.String("version", version), zap.Strings("udp", cfg.Listen.UDP), zap.Strings("dtls", cfg.Listen.DTLS), zap.String("broker", upstream.RedactURL(ucfg.URL)))
 	errc := make(chan error, 1)
 	go func() { errc <- g.Serve(ctx) }()
 	hup := make(chan os.Signal, 1)
