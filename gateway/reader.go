@@ -96,8 +96,15 @@ func (g *Gateway) dispatch(from peer, data []byte) {
 			return
 		}
 	case *snpacket.Connect:
-		g.toShard(g.shardFor(p.ClientID), in)
+		i := g.shardFor(p.ClientID)
+		g.connects.note(from.key, i) // an AUTH may follow at once
+		g.toShard(i, in)
 		return
+	case *snpacket.Auth:
+		if i, ok := g.authShard(from.key); ok {
+			g.toShard(i, in)
+			return
+		}
 	case *snpacket.PingReq:
 		if p.ClientID != "" {
 			g.toShard(g.shardFor(p.ClientID), in)

@@ -83,7 +83,7 @@ func (s *shard) startOp(sess *session) {
 		t.up = o.up
 	}
 	if o.kind == opOpen {
-		t.opts = SessionOptions{ClientID: sess.id, CleanStart: sess.clean, Will: sess.will}
+		t.opts = SessionOptions{ClientID: sess.id, CleanStart: sess.clean, Will: sess.will, Auth: sess.auth}
 		if !sess.clean {
 			t.opts.SessionExpiry = s.g.cfg.SessionExpiry
 		}

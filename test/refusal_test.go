@@ -132,3 +132,39 @@ func TestNodeMovesBetweenGateways(t *testing.T) {
 		old.Expect(&sn.Disconnect{})
 	})
 }
+
+// A node's AUTH PLAIN (as bisquitt-pub --user/--password sends it) logs it
+// in on the broker as its own user; wrong credentials get "not supported",
+// and a malformed AUTH never reaches the broker at all.
+func TestNodeAuthPlain(t *testing.T) {
+	tg := testbroker.MosquittoWithUsers(t, map[string]string{"node1": "n1-secret"})
+	// The gateway has no credentials of its own: only the node's get in.
+	e, _, _ := runWith(t, tg, upstream.Config{}, gateway.Config{RequireAuth: true})
+
+	n := e.Node(t)
+	n.Send(&sn.Connect{CleanSession: true, Duration: 60, ClientID: "authed"})
+	n.Send(sn.NewAuthPlain("node1", []byte("n1-secret")))
+	n.Expect(&sn.Connack{ReturnCode: sn.Accepted})
+	if out := tg.Output(); !strings.Contains(out, "as authed (p5, c1, k60, u'node1')") {
+		t.Fatalf("mosquitto did not log node1 in as authed:\n%s", out)
+	}
+
+	bad := e.Node(t)
+	bad.Send(&sn.Connect{CleanSession: true, Duration: 60, ClientID: "wrongpw"})
+	bad.Send(sn.NewAuthPlain("node1", []byte("guess")))
+	bad.Expect(&sn.Connack{ReturnCode: sn.RejectedNotSupported})
+	// The wrong password reached the broker and was refused there.
+	conns := strings.Count(tg.Output(), "New connection from")
+	if !strings.Contains(tg.Output(), "not authorised") {
+		t.Fatalf("mosquitto did not refuse the wrong password:\n%s", tg.Output())
+	}
+
+	mal := e.Node(t)
+	mal.Send(&sn.Connect{CleanSession: true, Duration: 60, ClientID: "malformed"})
+	mal.Send(&sn.Auth{Method: "PLAIN", Data: []byte("node1:n1-secret")})
+	mal.Expect(&sn.Connack{ReturnCode: sn.RejectedNotSupported})
+	// The malformed AUTH did not reach it at all.
+	if n := strings.Count(tg.Output(), "New connection from"); n != conns {
+		t.Fatalf("%d broker connections after the malformed AUTH, %d before", n, conns)
+	}
+}

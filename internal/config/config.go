@@ -96,6 +96,12 @@ type File struct {
 		IdleTimeout      time.Duration `yaml:"idle_timeout"`
 		ConnectionIDs    *bool         `yaml:"connection_ids"`
 	} `yaml:"dtls"`
+
+	NodeAuth struct {
+		// Required: nodes send AUTH (PLAIN) after CONNECT and log in
+		// upstream with their own credentials.
+		Required bool `yaml:"required"`
+	} `yaml:"node_auth"`
 }
 
 // Defaults of the command (the library's own defaults fill the rest).
@@ -304,6 +310,7 @@ func (c *File) Gateway() gateway.Config {
 		RetryCount:             c.Retry.Count,
 		RetryBackoffMax:        c.Retry.BackoffMax,
 		DisableQoSMinusOne:     c.QoSMinusOne != nil && !*c.QoSMinusOne,
+		RequireAuth:            c.NodeAuth.Required,
 		MaxBuffered:            c.Sleep.MaxBuffered,
 		MaxBufferedBytes:       c.Sleep.MaxBufferedBytes,
 		MaxClientIDLen:         c.Limits.MaxClientIDLength,

@@ -152,6 +152,17 @@ func mosquittoTargetConf(t testing.TB, path, conf string) Target {
 	return Target{Name: c.name, URL: "mqtt://" + c.addr, ctl: c}
 }
 
+// Output returns what the running mosquitto logged so far ("New client
+// connected ... u'alice'"), or "" for the embedded broker.
+func (tg Target) Output() string {
+	tg.ctl.mu.Lock()
+	defer tg.ctl.mu.Unlock()
+	if tg.ctl.mosq == nil {
+		return ""
+	}
+	return tg.ctl.mosq.out.String()
+}
+
 // Addr returns the broker's host:port.
 func (tg Target) Addr() string { return tg.ctl.addr }
 
