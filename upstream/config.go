@@ -81,6 +81,9 @@ type Config struct {
 	// crash); a broker-side link blip that the reconnect loop repairs
 	// within WillDelay publishes nothing (MQTT 5 §3.1.3.2.2).
 	WillDelay time.Duration
+	// ProbeInterval (broker.probe_interval, default 30s) is how often the
+	// Prober makes a real CONNECT to check the broker link.
+	ProbeInterval time.Duration
 }
 
 // endpoint is the validated, resolved form of Config.URL plus TLS.
@@ -115,6 +118,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.WillDelay == 0 {
 		c.WillDelay = DefaultWillDelay
+	}
+	if c.ProbeInterval == 0 {
+		c.ProbeInterval = DefaultProbeInterval
 	}
 }
 
@@ -175,6 +181,8 @@ func (c *Config) validate() (endpoint, error) {
 		return ep, fmt.Errorf("broker.ack_timeout: %v is negative", c.AckTimeout)
 	case c.WillDelay < 0:
 		return ep, fmt.Errorf("broker.will_delay: %v is negative", c.WillDelay)
+	case c.ProbeInterval < 0:
+		return ep, fmt.Errorf("broker.probe_interval: %v is negative", c.ProbeInterval)
 	case c.WillDelay%time.Second != 0:
 		return ep, fmt.Errorf("broker.will_delay: %v is not whole seconds", c.WillDelay)
 	case c.ReconnectBackoffMin < 0:

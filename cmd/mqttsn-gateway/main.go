@@ -164,6 +164,13 @@ func serve(ctx context.Context, cfg *config.File, log *zap.Logger, lvl zap.Atomi
 	if err != nil {
 		return err
 	}
+	// A real CONNECT at start and every broker.probe_interval: its log
+	// says at once when the broker refuses the gateway, and why.
+	prober := upstream.NewProber(up, upstream.ProbeClientID(cfg.GatewayID), log.Named("probe"))
+	probeCtx, stopProbe := context.WithCancel(ctx)
+	probeDone := make(chan struct{})
+	go func() { defer close(probeDone); prober.Run(probeCtx) }()
+	defer func() { stopProbe(); <-probeDone }()
 	opts := []gateway.Option{gateway.WithLogger(log.Named("gateway")), gateway.WithUpstream(up)}
 	var dtlsTrs []*dtlstransport.Transport
 	for _, dc := range cfg.DTLSConfigs() {

@@ -43,6 +43,7 @@ type File struct {
 		ReceiveMaximum      uint16        `yaml:"receive_maximum"`
 		SessionExpiry       time.Duration `yaml:"session_expiry"`
 		WillDelay           time.Duration `yaml:"will_delay"`
+		ProbeInterval       time.Duration `yaml:"probe_interval"`
 	} `yaml:"broker"`
 	EmbeddedBroker struct {
 		Listen string `yaml:"listen"`
@@ -339,6 +340,6 @@ func (c *File) Upstream() upstream.Config {
 		CAFile: b.CAFile, CertFile: b.CertFile, KeyFile: b.KeyFile, ServerName: b.ServerName,
 		InsecureSkipVerify: b.InsecureSkipVerify, KeepAlive: b.KeepAlive, ConnectTimeout: b.ConnectTimeout,
 		ReconnectBackoffMin: b.ReconnectBackoffMin, ReconnectBackoffMax: b.ReconnectBackoffMax,
-		ReceiveMaximum: b.ReceiveMaximum, WillDelay: b.WillDelay,
+		ReceiveMaximum: b.ReceiveMaximum, WillDelay: b.WillDelay, ProbeInterval: b.ProbeInterval,
 	}
 }

@@ -41,7 +41,8 @@ func TestExampleFile(t *testing.T) {
 	u := c.Upstream()
 	if u.KeepAlive != upstream.DefaultKeepAlive || u.ConnectTimeout != upstream.DefaultConnectTimeout ||
 		u.ReconnectBackoffMin != upstream.DefaultReconnectBackoffMin || u.ReconnectBackoffMax != upstream.DefaultReconnectBackoffMax ||
-		u.ReceiveMaximum != upstream.DefaultReceiveMaximum || u.WillDelay != upstream.DefaultWillDelay {
+		u.ReceiveMaximum != upstream.DefaultReceiveMaximum || u.WillDelay != upstream.DefaultWillDelay ||
+		u.ProbeInterval != upstream.DefaultProbeInterval {
 		t.Errorf("documented broker defaults differ from the code's: %+v", u)
 	}
 	d := c.DTLS
