@@ -77,7 +77,7 @@ func (p *Prober) Run(ctx context.Context) {
 	t := time.NewTicker(p.u.cfg.ProbeInterval)
 	defer t.Stop()
 	for {
-		p.Check(ctx)
+		_ = p.Check(ctx) // recorded in Status and logged on change
 		select {
 		case <-ctx.Done():
 			return
