@@ -64,7 +64,7 @@ func warnLines(logs *observer.ObservedLogs, s string) []observer.LoggedEntry {
 // the reason and the keys to fix, once however many nodes try.
 func TestWrongBrokerPassword(t *testing.T) {
 	tg := testbroker.MosquittoWithUsers(t, map[string]string{"gw": "right"})
-	e, _, logs := runWith(t, tg, upstream.Config{Username: "gw", Password: "wrong"}, gateway.Config{})
+	e, up, logs := runWith(t, tg, upstream.Config{Username: "gw", Password: "wrong"}, gateway.Config{})
 	for _, id := range []string{"pw1", "pw2", "pw3"} {
 		n := e.Node(t)
 		n.Send(&sn.Connect{CleanSession: true, Duration: 60, ClientID: id})
@@ -76,6 +76,14 @@ func TestWrongBrokerPassword(t *testing.T) {
 	}
 	if f := lines[0].ContextMap(); f["reason"] != "not authorized" && f["reason"] != "bad user name or password" {
 		t.Fatalf("warn line %v", f)
+	}
+	// Readiness says so too.
+	p := upstream.NewProber(up, upstream.ProbeClientID(1), nil)
+	if err := p.Check(testgw.Context(t)); err == nil {
+		t.Fatal("probe succeeded with a wrong password")
+	}
+	if st := p.Status(); st.Up || !strings.Contains(st.LastError, "broker.username / broker.password") {
+		t.Fatalf("probe status %+v", st)
 	}
 }
 
