@@ -64,7 +64,9 @@ func Diagnose(err error) Diagnosis {
 		return Diagnosis{Reason: "connection refused", Key: "broker.url"}
 	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &netErr) && netErr.Timeout():
 		return Diagnosis{Reason: "connect timeout", Key: "broker.url / broker.connect_timeout"}
-	case errors.Is(err, io.EOF), errors.Is(err, syscall.ECONNRESET), errors.Is(err, errConnDropped):
+	case errors.Is(err, errConnDropped):
+		return Diagnosis{Reason: "broker closed the connection right after CONNACK (another connection with this ClientID?)", Key: "broker.client_id_prefix"}
+	case errors.Is(err, io.EOF), errors.Is(err, syscall.ECONNRESET):
 		// What a broker that does not speak this protocol version does
 		// (RabbitMQ's 3.1.1-only plugin closes on an MQTT 5 CONNECT).
 		return Diagnosis{Reason: "connection closed by the broker before CONNACK", Key: "broker.protocol_version"}
@@ -120,7 +122,7 @@ type refusalLog struct {
 	now   func() time.Time
 
 	mu   sync.Mutex
-	seen map[string]*refusalSeen // by Diagnosis.String()
+	seen map[string]*refusalSeen // by Diagnosis.String(), or "unclassified"
 }
 
 type refusalSeen struct {
@@ -169,7 +171,11 @@ func (l *refusalLog) note(err error, clientID string) {
 		return
 	}
 	d := Diagnose(err)
-	ok, suppressed := l.allow(d.String())
+	key := d.String()
+	if d.Code == "" && d.Key == "" {
+		key = "unclassified" // its text may name ephemeral ports: one budget for all
+	}
+	ok, suppressed := l.allow(key)
 	if !ok {
 		return
 	}

@@ -110,3 +110,17 @@ func TestOpenWrongPassword(t *testing.T) {
 	}
 	_ = s.Close(context.Background())
 }
+
+// Errors the diagnosis cannot name share one budget: their text may differ
+// in every line (ports).
+func TestRefusalLogUnclassifiedShareBudget(t *testing.T) {
+	t.Parallel()
+	core, logs := observer.New(zapcore.WarnLevel)
+	l := newRefusalLog(zap.New(core), 10*time.Second)
+	for i := range 50 {
+		l.note(fmt.Errorf("read tcp 127.0.0.1:%d: odd failure", 40000+i), "n")
+	}
+	if n := logs.Len(); n != 1 {
+		t.Fatalf("%d lines, want 1", n)
+	}
+}
