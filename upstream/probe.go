@@ -2,6 +2,7 @@ package upstream
 
 import (
 	"context"
+	"errors"
 	"strconv"
 	"sync"
 	"time"
@@ -24,7 +25,7 @@ type LinkStatus struct {
 	Protocol string
 	// LastError says why the last probe failed, with the key to fix
 	// ("not authorized (0x87): check broker.username /
-	// broker.password"); "" while Up.
+	// broker.password"); "" while Up (but see SetNodeAuth).
 	LastError string
 	// Since is when Up last changed (the first probe counts as a change).
 	Since time.Time
@@ -50,8 +51,35 @@ type Prober struct {
 	clientID string
 	log      *zap.Logger
 
-	mu sync.Mutex
-	st LinkStatus
+	mu       sync.Mutex
+	st       LinkStatus
+	nodeAuth bool
+}
+
+// SetNodeAuth tells the prober that nodes bring their own credentials
+// (node_auth.required). If the gateway then has none of its own, the
+// broker refusing the probe's anonymous CONNECT for its credentials (bad
+// user name or password, not authorized) shows a broker that is up and
+// checking credentials, which is all nodes need: the link counts as up,
+// and LastError keeps the broker's answer.
+func (p *Prober) SetNodeAuth(required bool) {
+	p.mu.Lock()
+	p.nodeAuth = required
+	p.mu.Unlock()
+}
+
+// credentialRefusal reports whether err is the broker refusing the probe's
+// credentials, which the prober does not have.
+func (p *Prober) credentialRefusal(err error) bool {
+	var rc *ReasonCodeError
+	if !p.nodeAuth || p.u.ep.username != "" || p.u.ep.hasPassword || !errors.As(err, &rc) || rc.Packet != "CONNACK" {
+		return false
+	}
+	switch rc.Code {
+	case 0x04, 0x05, 0x86, 0x87: // 3.1.1 and 5: bad user name or password, not authorized
+		return true
+	}
+	return false
 }
 
 // NewProber returns a Prober for u's broker that connects as clientID
@@ -113,6 +141,7 @@ func (p *Prober) record(now time.Time, protocol string, err error) {
 		d = Diagnose(err)
 		st.LastError = d.String()
 		st.Protocol = prev.Protocol // what it last spoke, for the status page
+		st.Up = p.credentialRefusal(err)
 	}
 	changed := prev.Checked.IsZero() || prev.Up != st.Up
 	if changed {
@@ -123,6 +152,8 @@ func (p *Prober) record(now time.Time, protocol string, err error) {
 
 	switch {
 	case !changed:
+	case st.Up && err != nil:
+		p.log.Info("broker link up: it refuses the gateway's own (absent) credentials, nodes bring theirs", d.fields()...)
 	case st.Up:
 		p.log.Info("broker link up", zap.String("protocol", protocol))
 	default:

@@ -88,3 +88,23 @@ func TestProberWrongPassword(t *testing.T) {
 		t.Fatalf("status %+v", st)
 	}
 }
+
+// With node credentials required and none of the gateway's own, the
+// broker asking for credentials is a working link.
+func TestProberNodeAuth(t *testing.T) {
+	checkLeaks(t)
+	tg := testbroker.MosquittoWithUsers(t, map[string]string{"node1": "pw"})
+	u, err := New(Config{URL: tg.URL}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := NewProber(u, ProbeClientID(1), nil)
+	if err := p.Check(context.Background()); err == nil || p.Status().Up {
+		t.Fatalf("without node auth: %v, %+v", err, p.Status())
+	}
+	p.SetNodeAuth(true)
+	_ = p.Check(context.Background())
+	if st := p.Status(); !st.Up || !strings.Contains(st.LastError, "broker.username") {
+		t.Fatalf("with node auth: %+v", st)
+	}
+}

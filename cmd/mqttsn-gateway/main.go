@@ -167,6 +167,7 @@ func serve(ctx context.Context, cfg *config.File, log *zap.Logger, lvl zap.Atomi
 	// A real CONNECT at start and every broker.probe_interval: its log
 	// says at once when the broker refuses the gateway, and why.
 	prober := upstream.NewProber(up, upstream.ProbeClientID(cfg.GatewayID), log.Named("probe"))
+	prober.SetNodeAuth(cfg.NodeAuth.Required)
 	probeCtx, stopProbe := context.WithCancel(ctx)
 	probeDone := make(chan struct{})
 	go func() { defer close(probeDone); prober.Run(probeCtx) }()
