@@ -176,3 +176,18 @@ func TestNodeAuthPlain(t *testing.T) {
 		t.Fatalf("%d broker connections after the malformed AUTH, %d before", n, conns)
 	}
 }
+
+// broker.username and broker.password with {client_id}: each node logs in
+// as itself, and a node the broker does not know is refused for good.
+func TestPerNodeCredentials(t *testing.T) {
+	tg := testbroker.MosquittoWithUsers(t, map[string]string{"dev-1": "key-dev-1"})
+	e, _, _ := runWith(t, tg, upstream.Config{Username: "{client_id}", Password: "key-{client_id}", ClientIDPrefix: "gw1-"}, gateway.Config{})
+	n := e.Node(t)
+	n.Connect("dev-1", true, 60)
+	if out := tg.Output(); !strings.Contains(out, "as gw1-dev-1 (p5, c1, k60, u'dev-1')") {
+		t.Fatalf("mosquitto did not log dev-1 in as itself:\n%s", out)
+	}
+	stranger := e.Node(t)
+	stranger.Send(&sn.Connect{CleanSession: true, Duration: 60, ClientID: "dev-2"})
+	stranger.Expect(&sn.Connack{ReturnCode: sn.RejectedNotSupported})
+}
