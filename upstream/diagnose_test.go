@@ -124,3 +124,41 @@ func TestRefusalLogUnclassifiedShareBudget(t *testing.T) {
 		t.Fatalf("%d lines, want 1", n)
 	}
 }
+
+// TLS failures on a real TLS broker name the key to fix.
+func TestDiagnoseTLS(t *testing.T) {
+	checkLeaks(t)
+	pki := newTestPKI(t)
+	addr := startTLSBroker(t, pki.serverTLS)
+	_, port, _ := net.SplitHostPort(addr)
+	good := Config{
+		URL: "mqtts://127.0.0.1:" + port, CAFile: pki.caFile, CertFile: pki.clientCert, KeyFile: pki.client,
+		ServerName: "broker.test", ConnectTimeout: 5 * time.Second,
+	}
+	for _, tc := range []struct {
+		name   string
+		mutate func(*Config)
+		key    string
+	}{
+		{"unknown CA", func(c *Config) { c.CAFile = "" }, "broker.ca_file"},
+		{"wrong server name", func(c *Config) { c.ServerName = "other.test" }, "broker.server_name"},
+		{"no client certificate", func(c *Config) { c.CertFile, c.KeyFile = "", "" }, "broker.cert_file / broker.key_file"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := good
+			tc.mutate(&cfg)
+			u, err := New(cfg, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s, err := u.Open(context.Background(), gateway.SessionOptions{ClientID: "bad", CleanStart: true}, func(gateway.Message) {})
+			if err == nil {
+				_ = s.Close(context.Background())
+				t.Fatal("Open succeeded")
+			}
+			if d := Diagnose(err); d.Key != tc.key || gateway.IsPermanent(err) {
+				t.Fatalf("Diagnose(%v) = %+v, want key %q (and congestion: TLS trouble is not a broker refusal)", err, d, tc.key)
+			}
+		})
+	}
+}
