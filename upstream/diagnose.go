@@ -47,7 +47,10 @@ func Diagnose(err error) Diagnosis {
 		dnsErr    *net.DNSError
 		netErr    net.Error
 	)
+	var closedTLS *tlsClosedError
 	switch {
+	case errors.As(err, &closedTLS):
+		return Diagnosis{Reason: "TLS: the broker closed the connection after the handshake (client certificate refused?)", Key: "broker.cert_file / broker.key_file"}
 	case errors.As(err, &unknownCA):
 		return Diagnosis{Reason: "TLS: broker certificate signed by an unknown authority", Key: "broker.ca_file"}
 	case errors.As(err, &hostErr):
@@ -66,7 +69,7 @@ func Diagnose(err error) Diagnosis {
 		return Diagnosis{Reason: "connect timeout", Key: "broker.url / broker.connect_timeout"}
 	case errors.Is(err, errConnDropped):
 		return Diagnosis{Reason: "broker closed the connection right after CONNACK (another connection with this ClientID?)", Key: "broker.client_id_prefix"}
-	case errors.Is(err, io.EOF), errors.Is(err, syscall.ECONNRESET):
+	case brokerClosed(err):
 		// What a broker that does not speak this protocol version does
 		// (RabbitMQ's 3.1.1-only plugin closes on an MQTT 5 CONNECT).
 		return Diagnosis{Reason: "connection closed by the broker before CONNACK", Key: "broker.protocol_version"}
@@ -74,6 +77,29 @@ func Diagnose(err error) Diagnosis {
 		return Diagnosis{Reason: "broker unreachable", Key: "broker.url"}
 	}
 	return Diagnosis{Reason: err.Error()}
+}
+
+// brokerClosed reports an error that means the broker closed the
+// connection.
+func brokerClosed(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
+}
+
+// tlsClosedError marks a TLS connection the broker closed between the
+// handshake and CONNACK: with TLS 1.3 that is how a refused client
+// certificate shows (the alert may be lost when the broker closes first).
+type tlsClosedError struct{ err error }
+
+func (e *tlsClosedError) Error() string { return e.err.Error() }
+func (e *tlsClosedError) Unwrap() error { return e.err }
+
+// closedAfterHandshake marks err (from CONNECT/CONNACK) as a tlsClosedError
+// when the connection is TLS and the broker closed it.
+func (u *Upstream) closedAfterHandshake(err error) error {
+	if u.ep.tls != nil && brokerClosed(err) {
+		return &tlsClosedError{err: err}
+	}
+	return err
 }
 
 // isAlert reports a TLS alert from the peer (it refused our certificate,

@@ -168,7 +168,7 @@ func (s *session) connect(ctx context.Context, cleanStart bool) (*paho.Client, *
 			}
 			return nil, nil, rc
 		}
-		return nil, nil, fmt.Errorf("upstream: connect %s: %w", s.up.ep.hostPort, err)
+		return nil, nil, fmt.Errorf("upstream: connect %s: %w", s.up.ep.hostPort, s.up.closedAfterHandshake(err))
 	}
 	s.up.counters.connects.Add(1)
 	s.log.Debug("upstream connected", zap.Bool("clean_start", cleanStart), zap.Bool("session_present", ca.SessionPresent))
