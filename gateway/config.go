@@ -59,6 +59,15 @@ type Config struct {
 	// DisableQoSMinusOne drops QoS -1 publishes instead of forwarding them.
 	DisableQoSMinusOne bool
 
+	// RequireAuth makes every node present its own broker credentials:
+	// after CONNECT the gateway waits for an AUTH with the PLAIN method
+	// (MQTT-SN v2.0 draft, as bisquitt-pub --user/--password sends it)
+	// before the will handshake, and logs the node in upstream with them
+	// (SessionOptions.Auth). Without it an AUTH is refused with CONNACK
+	// "not supported": the node would otherwise be logged in as someone
+	// else than it asked.
+	RequireAuth bool
+
 	// Shards is the number of session workers. Default 4 per CPU.
 	Shards int
 	// InboxSize bounds each shard's queue of datagrams; when full, further

@@ -93,6 +93,7 @@ func (timeoutError) Temporary() bool { return true }
 type fakeUpstream struct {
 	mu        sync.Mutex
 	down      bool
+	openErr   error         // when set, Open fails with it
 	gate      chan struct{} // when set, Open waits for it
 	pubGate   chan struct{} // when set, Publish waits for it
 	opens     int
@@ -132,6 +133,12 @@ func (f *fakeUpstream) Open(ctx context.Context, opts SessionOptions, deliver fu
 	}
 	if f.isDown() {
 		return nil, errDown
+	}
+	f.mu.Lock()
+	err := f.openErr
+	f.mu.Unlock()
+	if err != nil {
+		return nil, err
 	}
 	s := &fakeSession{f: f, opts: opts, deliver: deliver, done: make(chan struct{})}
 	f.mu.Lock()

@@ -76,6 +76,8 @@ type Gateway struct {
 	// index routes a peer (address, forwarder node) to its shard.
 	indexMu sync.RWMutex
 	index   map[peerKey]int
+	// connects routes an AUTH to the shard of its CONNECT (auth.go).
+	connects connectRoutes
 
 	qm1 chan Message // QoS -1 publishes for the gateway's own connection
 

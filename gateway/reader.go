@@ -99,8 +99,15 @@ func (g *Gateway) dispatch(from peer, data []byte) {
 			return
 		}
 	case *snpacket.Connect:
-		g.toShard(g.shardFor(p.ClientID), in)
+		i := g.shardFor(p.ClientID)
+		g.connects.note(from.key, i) // an AUTH may follow at once
+		g.toShard(i, in)
 		return
+	case *snpacket.Auth:
+		if i, ok := g.authShard(from.key); ok {
+			g.toShard(i, in)
+			return
+		}
 	case *snpacket.PingReq:
 		if p.ClientID != "" {
 			g.toShard(g.shardFor(p.ClientID), in)
@@ -271,7 +278,7 @@ func (g *Gateway) runQoSMinusOne(ctx context.Context) {
 				cancel()
 				if err != nil {
 					g.stats.QoSMinusOneDrop.Add(1)
-					g.log.Warn("QoS -1 upstream connection failed", zap.Error(err))
+					g.log.Debug("QoS -1 upstream connection failed", zap.Error(err)) // upstream logs it, rate-limited
 					continue
 				}
 				sess = s

@@ -19,6 +19,7 @@ const (
 	phaseWillTopic                  // WILLTOPICREQ sent
 	phaseWillMsg                    // WILLMSGREQ sent
 	phaseOpening                    // upstream session being opened
+	phaseAuth                       // waiting for AUTH (Config.RequireAuth)
 )
 
 // session is one node's state. It is owned by exactly one shard.
@@ -44,6 +45,12 @@ type session struct {
 	will        *Message // current will (nil: none)
 	pendingWill *Message // will being received during CONNECT
 
+	// auth: the credentials of the node's last AUTH (nil: none, the
+	// configured ones are used); authWill: the CONNECT awaiting it asked
+	// for a will.
+	auth     *Credentials
+	authWill bool
+
 	topics *topicreg.Registry
 	subs   map[string]subscription // by MQTT filter
 
@@ -60,6 +67,10 @@ type session struct {
 	// downlink waits until their PUBACK/PUBREC went out, for clients that
 	// read exactly one datagram after a PUBLISH (issue 15).
 	upWait int
+
+	// openSeq counts opOpens started; upSeq is the one that made up, so
+	// that a late Ended from an older session is ignored.
+	openSeq, upSeq uint64
 
 	// downlink
 	queue       *sleepmgr.Buffer
@@ -123,9 +134,9 @@ func (sess *session) supervise(now time.Time) {
 	default:
 		sess.superviseAt = time.Time{}
 	}
-	if sess.phase == phaseWillTopic || sess.phase == phaseWillMsg {
-		// A node that stops half way through the will handshake is
-		// forgotten after the retransmission budget.
+	if sess.phase == phaseWillTopic || sess.phase == phaseWillMsg || sess.phase == phaseAuth {
+		// A node that stops half way through the will handshake (or
+		// before its AUTH) is forgotten after the retransmission budget.
 		sess.superviseAt = now.Add(sess.shard.g.cfg.RetryInterval * time.Duration(sess.shard.g.cfg.RetryCount+1))
 	}
 }
@@ -233,14 +244,23 @@ func (s *shard) onConnect(now time.Time, from peer, c *snpacket.Connect, size in
 		sess.topics.UnackAll()
 	}
 	sess.pendingWill = nil
-	if c.Will {
+	if s.awaitAuth(now, sess, c.Will) {
+		return
+	}
+	s.continueConnect(now, sess, c.Will)
+}
+
+// continueConnect goes on with a CONNECT (after AUTH, when required): the
+// will handshake if the node asked for a will, else the upstream session.
+func (s *shard) continueConnect(now time.Time, sess *session, will bool) {
+	if will {
 		sess.phase = phaseWillTopic
 		sess.supervise(now)
 		s.schedule(sess)
 		s.send(sess, &snpacket.WillTopicReq{})
 		return
 	}
-	if !c.CleanSession {
+	if !sess.clean {
 		sess.pendingWill = sess.will
 	}
 	s.finishConnect(now, sess)
@@ -510,7 +530,7 @@ func (s *shard) onTimer(now time.Time, sess *session) {
 	}
 	if !sess.superviseAt.IsZero() && !sess.superviseAt.After(now) {
 		switch {
-		case sess.phase == phaseWillTopic || sess.phase == phaseWillMsg:
+		case sess.phase == phaseWillTopic || sess.phase == phaseWillMsg || sess.phase == phaseAuth:
 			s.g.stats.Closes[CloseConnectAborted].Add(1)
 			s.abandonConnect(now, sess)
 			return
@@ -536,6 +556,10 @@ func (s *shard) onTimer(now time.Time, sess *session) {
 
 // onPacket handles a datagram from a node with a session.
 func (s *shard) onPacket(now time.Time, sess *session, pkt snpacket.Packet) {
+	if a, ok := pkt.(*snpacket.Auth); ok || sess.phase == phaseAuth {
+		s.onAuth(now, sess, a)
+		return
+	}
 	if sess.phase == phaseWillTopic || sess.phase == phaseWillMsg {
 		switch p := pkt.(type) {
 		case *snpacket.WillTopic:

@@ -18,10 +18,11 @@ const (
 	CloseRetries                           // retransmissions exhausted: lost
 	CloseTakeover                          // the ClientId connected again from elsewhere
 	CloseConnectAborted                    // will handshake aborted or timed out
+	CloseMoved                             // the broker session moved to another connection (another gateway)
 	closeReasons
 )
 
-var closeReasonNames = [...]string{"disconnect", "keepalive_expired", "sleep_expired", "retries_exhausted", "takeover", "connect_aborted"} //nolint:gochecknoglobals // constant table
+var closeReasonNames = [...]string{"disconnect", "keepalive_expired", "sleep_expired", "retries_exhausted", "takeover", "connect_aborted", "moved"} //nolint:gochecknoglobals // constant table
 
 func (r CloseReason) String() string {
 	if int(r) < len(closeReasonNames) {

@@ -83,10 +83,12 @@ func (s *shard) startOp(sess *session) {
 		t.up = o.up
 	}
 	if o.kind == opOpen {
-		t.opts = SessionOptions{ClientID: sess.id, CleanStart: sess.clean, Will: sess.will}
+		t.opts = SessionOptions{ClientID: sess.id, CleanStart: sess.clean, Will: sess.will, Auth: sess.auth}
 		if !sess.clean {
 			t.opts.SessionExpiry = s.g.cfg.SessionExpiry
 		}
+		sess.openSeq++
+		t.opts.Ended = s.ender(sess, sess.openSeq)
 	}
 	if s.idle > 0 {
 		s.idle--
@@ -257,9 +259,11 @@ func (s *shard) nodeOpDone(now time.Time, sess *session, o op, r opResult) {
 func (s *shard) openDone(now time.Time, sess *session, r opResult) {
 	sess.opening = false
 	if r.err != nil {
-		sess.log.Warn("upstream connect failed", zap.Error(r.err))
+		// Debug: the upstream logs refusals for operators, rate-limited;
+		// with every node refused alike, a line per node floods the log.
+		sess.log.Debug("upstream connect failed", zap.Error(r.err))
 		if sess.phase == phaseOpening {
-			s.refuseConnect(sess, snpacket.RejectedCongestion)
+			s.refuseConnect(sess, connackFor(r.err))
 		}
 		return
 	}
@@ -280,6 +284,7 @@ func (s *shard) openDone(now time.Time, sess *session, r opResult) {
 		return
 	}
 	sess.up = r.session
+	sess.upSeq = sess.openSeq // opens run one at a time: this one is the last started
 	if sess.phase == phaseOpening {
 		s.connected(now, sess)
 	}

@@ -37,6 +37,8 @@ func newDecoder(t MsgType) decoder {
 		return new(SearchGW)
 	case TypeGWInfo:
 		return new(GWInfo)
+	case TypeAuth:
+		return new(Auth)
 	case TypeConnect:
 		return new(Connect)
 	case TypeConnack:

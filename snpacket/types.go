@@ -11,6 +11,7 @@ const (
 	TypeAdvertise     MsgType = 0x00
 	TypeSearchGW      MsgType = 0x01
 	TypeGWInfo        MsgType = 0x02
+	TypeAuth          MsgType = 0x03 // MQTT-SN v2.0 draft, reserved in v1.2: see Auth
 	TypeConnect       MsgType = 0x04
 	TypeConnack       MsgType = 0x05
 	TypeWillTopicReq  MsgType = 0x06
@@ -48,6 +49,8 @@ func (t MsgType) String() string {
 		return "SEARCHGW"
 	case TypeGWInfo:
 		return "GWINFO"
+	case TypeAuth:
+		return "AUTH"
 	case TypeConnect:
 		return "CONNECT"
 	case TypeConnack:

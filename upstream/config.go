@@ -45,9 +45,15 @@ const (
 type Config struct {
 	// URL of the broker: mqtt://host:port or mqtts://host:port (tcp://,
 	// ssl:// and tls:// are accepted as aliases). The port defaults to 1883
-	// or 8883.
+	// or 8883. It may carry credentials, mqtt://user:password@host:port
+	// (percent-encoded), instead of Username and Password: giving both is
+	// an error. Logs show it with the password masked (RedactURL).
 	URL string
 
+	// Username and Password log every session in. Both may contain
+	// ClientIDPlaceholder ("{client_id}"), replaced by the node's ClientId,
+	// so that each node logs in as itself. A node that sent its own
+	// credentials (MQTT-SN AUTH) logs in with those instead.
 	Username string
 	Password string
 
@@ -102,12 +108,20 @@ type Config struct {
 	// within WillDelay publishes nothing (MQTT 5 §3.1.3.2.2). MQTT 3.1.1
 	// has no will delay: 3.1.1 sessions register the will as it is.
 	WillDelay time.Duration
+	// ProbeInterval (broker.probe_interval, default 30s) is how often the
+	// Prober makes a real CONNECT to check the broker link.
+	ProbeInterval time.Duration
 }
 
 // endpoint is the validated, resolved form of Config.URL plus TLS.
 type endpoint struct {
 	hostPort string
 	tls      *tls.Config // nil for plain TCP
+	// username and password (hasPassword: one was given, maybe empty)
+	// from Username and Password or from the URL's user information.
+	username    string
+	password    string
+	hasPassword bool
 }
 
 func (c *Config) setDefaults() {
@@ -135,6 +149,9 @@ func (c *Config) setDefaults() {
 	if c.ProtocolVersion == "" {
 		c.ProtocolVersion = ProtocolAuto
 	}
+	if c.ProbeInterval == 0 {
+		c.ProbeInterval = DefaultProbeInterval
+	}
 }
 
 // maxQoS is the configured QoS cap (DefaultMaxQoS when unset).
@@ -153,7 +170,12 @@ func (c *Config) validate() (endpoint, error) {
 	}
 	u, err := url.Parse(c.URL)
 	if err != nil {
-		return ep, fmt.Errorf("broker.url: %w", err)
+		// url.Error repeats the URL, password included: give only the cause.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return ep, fmt.Errorf("broker.url: %s: %w", RedactURL(c.URL), err)
 	}
 	var secure bool
 	switch strings.ToLower(u.Scheme) {
@@ -164,10 +186,18 @@ func (c *Config) validate() (endpoint, error) {
 		return ep, fmt.Errorf("broker.url: unsupported scheme %q: use mqtt:// or mqtts://", u.Scheme)
 	}
 	if u.Hostname() == "" {
-		return ep, fmt.Errorf("broker.url: %q has no host", c.URL)
+		return ep, fmt.Errorf("broker.url: %q has no host", u.Redacted())
 	}
 	if u.Path != "" && u.Path != "/" || u.RawQuery != "" {
-		return ep, fmt.Errorf("broker.url: %q: path and query are not supported", c.URL)
+		return ep, fmt.Errorf("broker.url: %q: path and query are not supported", u.Redacted())
+	}
+	ep.username, ep.password, ep.hasPassword = c.Username, c.Password, c.Password != ""
+	if u.User != nil {
+		if c.Username != "" || c.Password != "" {
+			return ep, fmt.Errorf("broker.url: %q carries a user name and broker.username / broker.password are set too: give the credentials in one place", u.Redacted())
+		}
+		ep.username = u.User.Username()
+		ep.password, ep.hasPassword = u.User.Password()
 	}
 	port := u.Port()
 	if port == "" {
@@ -189,6 +219,8 @@ func (c *Config) validate() (endpoint, error) {
 		return ep, fmt.Errorf("broker.ack_timeout: %v is negative", c.AckTimeout)
 	case c.WillDelay < 0:
 		return ep, fmt.Errorf("broker.will_delay: %v is negative", c.WillDelay)
+	case c.ProbeInterval < 0:
+		return ep, fmt.Errorf("broker.probe_interval: %v is negative", c.ProbeInterval)
 	case c.WillDelay%time.Second != 0:
 		return ep, fmt.Errorf("broker.will_delay: %v is not whole seconds", c.WillDelay)
 	case c.ReconnectBackoffMin < 0:

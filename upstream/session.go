@@ -53,6 +53,8 @@ type session struct {
 	closing   bool
 	abort     func() // cancels the running reconnect loop, or nil
 
+	drops dropRun // connections the broker closed right after CONNACK
+
 	// connCtx ends when the current connection is lost: SUBSCRIBE and
 	// UNSUBSCRIBE waiting for an ack fail then (paho does not resend them).
 	connCtx context.Context //nolint:containedctx // a cancellation signal, not a request context
@@ -147,11 +149,9 @@ func (s *session) connect(ctx context.Context, cleanStart bool) (*paho.Client, *
 			RequestProblemInfo: true,
 		},
 	}
-	if cfg.Username != "" {
-		cp.Username, cp.UsernameFlag = cfg.Username, true
-	}
-	if cfg.Password != "" {
-		cp.Password, cp.PasswordFlag = []byte(cfg.Password), true
+	if user, pass := s.up.credentials(s.opts); user != "" || pass != nil {
+		cp.Username, cp.UsernameFlag = user, user != ""
+		cp.Password, cp.PasswordFlag = pass, pass != nil
 	}
 	if s.will != nil {
 		delay := s.willDelay
@@ -169,7 +169,7 @@ func (s *session) connect(ctx context.Context, cleanStart bool) (*paho.Client, *
 			}
 			return nil, nil, rc
 		}
-		return nil, nil, fmt.Errorf("upstream: connect %s: %w", s.up.ep.hostPort, err)
+		return nil, nil, fmt.Errorf("upstream: connect %s: %w", s.up.ep.hostPort, s.up.closedAfterHandshake(err))
 	}
 	s.up.counters.connects.Add(1)
 	s.log.Debug("upstream connected", zap.Bool("clean_start", cleanStart), zap.Bool("session_present", ca.SessionPresent))
@@ -234,6 +234,14 @@ func (s *session) lost(cli *paho.Client, err error) {
 	if s.closing {
 		return
 	}
+	if takenOver(err) {
+		s.endTakenOverLocked(err)
+		return
+	}
+	if s.drops.lost(err) {
+		s.endTakenOverLocked(fmt.Errorf("%w (last: %w)", errMovedAway, err))
+		return
+	}
 	s.log.Warn("upstream connection lost; reconnecting", zap.Error(err))
 	ctx, cancel := context.WithCancel(context.Background())
 	s.abort = cancel
@@ -269,6 +277,7 @@ func (s *session) reconnectLoop(ctx context.Context, cancel context.CancelFunc) 
 			return
 		}
 		backoff = min(2*backoff, cfg.ReconnectBackoffMax)
+		s.up.refusals.note(err, s.clientID)
 		s.log.Debug("upstream reconnect failed", zap.Int("attempt", attempt), zap.Duration("retry_in", backoff), zap.Error(err))
 		t.Reset(jitter(backoff))
 	}
@@ -314,6 +323,7 @@ func (s *session) reconnectOnce(ctx context.Context) error {
 	default:
 	}
 	s.setCurLocked(cli, ca)
+	s.drops.reconnected(s.up.takeoverWindow())
 	s.abort = nil
 	s.mu.Unlock()
 	return nil
@@ -563,8 +573,9 @@ func (s *session) closingDisconnect() *paho.Disconnect {
 	return d
 }
 
-// Done is closed once the session has ended after Close. Reconnecting never
-// gives up on its own.
+// Done is closed once the session has ended: after Close, or when another
+// connection took the session over (then opts.Ended was called first).
+// Reconnecting never gives up on its own.
 func (s *session) Done() <-chan struct{} { return s.done }
 
 // mapErr marks errors that mean "nothing was sent" with ErrNotConnected.

@@ -102,7 +102,7 @@ func newSession311(u *Upstream, opts gateway.SessionOptions, deliver func(gatewa
 		Keepalive:        uint16(u.cfg.KeepAlive / time.Second),
 		Clean:            s.clean,
 	}
-	if user, pass, ok := u.credentials(opts); ok {
+	if user, pass := u.credentials(opts); user != "" || pass != nil {
 		cp.Username, cp.UsernameFlag = []byte(user), true
 		if pass != nil {
 			cp.Password, cp.PasswordFlag = pass, true

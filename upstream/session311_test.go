@@ -345,11 +345,11 @@ func TestV311TakenOver(t *testing.T) {
 		{"persistent", gateway.SessionOptions{SessionExpiry: time.Hour}},
 		{"clean", gateway.SessionOptions{CleanStart: true}},
 	} {
-		t.Run(tc.name, func(t *testing.T) { takenOver(t, tg, tc.opts) })
+		t.Run(tc.name, func(t *testing.T) { takenOver311(t, tg, tc.opts) })
 	}
 }
 
-func takenOver(t *testing.T, tg testbroker.Target, opts gateway.SessionOptions) {
+func takenOver311(t *testing.T, tg testbroker.Target, opts gateway.SessionOptions) {
 	t.Helper()
 	ended := make(chan error, 2)
 	opts.ClientID = uniqueID("moved")

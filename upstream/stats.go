@@ -30,6 +30,7 @@ type counters struct {
 	connectFailures atomic.Uint64
 	reconnects      atomic.Uint64
 	lost            atomic.Uint64
+	takenOver       atomic.Uint64 // see TakenOver
 }
 
 // Stats returns the current counters. It is safe to call at any time.
@@ -43,6 +44,12 @@ func (u *Upstream) Stats() Stats {
 		Lost:            c.lost.Load(),
 	}
 }
+
+// TakenOver counts sessions that ended because another connection with
+// the same ClientID took them over (MQTT 5 DISCONNECT 0x8E): their node
+// moved to another gateway, and this one stopped reconnecting them. (Not
+// in Stats, whose shape admin.UpstreamStats mirrors.)
+func (u *Upstream) TakenOver() uint64 { return u.counters.takenOver.Load() }
 
 // Ping checks that the broker is reachable: it dials it (TCP, plus the TLS
 // handshake for mqtts://) and closes the connection without speaking MQTT.

@@ -49,6 +49,7 @@ type Upstream struct {
 	log      *zap.Logger
 	counters counters
 	proto    atomic.Uint32 // negotiated protocol level (5 or 4), 0 while unknown
+	refusals *refusalLog
 }
 
 var _ gateway.Upstream = (*Upstream)(nil)
@@ -64,7 +65,7 @@ func New(cfg Config, log *zap.Logger) (*Upstream, error) {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	return &Upstream{cfg: cfg, ep: ep, log: log}, nil
+	return &Upstream{cfg: cfg, ep: ep, log: log, refusals: newRefusalLog(log, refusalEvery)}, nil
 }
 
 // Open connects one MQTT session for a node and returns once the broker
@@ -89,6 +90,9 @@ func (u *Upstream) openV5(ctx context.Context, opts gateway.SessionOptions, deli
 	cli, ca, err := s.connect(ctx, opts.CleanStart)
 	if err != nil {
 		_ = s.state.Close()
+		if !errors.Is(ctx.Err(), context.Canceled) { // not a shutdown
+			u.refusals.note(err, s.clientID)
+		}
 		return nil, err
 	}
 	if !s.install(cli, ca) {

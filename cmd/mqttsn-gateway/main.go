@@ -161,6 +161,14 @@ func serve(ctx context.Context, cfg *config.File, log *zap.Logger, lvl zap.Atomi
 	if err != nil {
 		return err
 	}
+	// A real CONNECT at start and every broker.probe_interval: its log
+	// says at once when the broker refuses the gateway, and why.
+	prober := upstream.NewProber(up, upstream.ProbeClientID(cfg.GatewayID), log.Named("probe"))
+	prober.SetNodeAuth(cfg.NodeAuth.Required)
+	probeCtx, stopProbe := context.WithCancel(ctx)
+	probeDone := make(chan struct{})
+	go func() { defer close(probeDone); prober.Run(probeCtx) }()
+	defer func() { stopProbe(); <-probeDone }()
 	opts := []gateway.Option{gateway.WithLogger(log.Named("gateway")), gateway.WithUpstream(up)}
 	var dtlsTrs []*dtlstransport.Transport
 	for _, dc := range cfg.DTLSConfigs() {
@@ -190,7 +198,7 @@ func serve(ctx context.Context, cfg *config.File, log *zap.Logger, lvl zap.Atomi
 		}
 		defer stopAdmin()
 	}
-	log.Info("mqttsn-gateway starting", zap.String("version", version), zap.Strings("udp", cfg.Listen.UDP), zap.Strings("dtls", cfg.Listen.DTLS), zap.String("broker", ucfg.URL))
+	log.Info("mqttsn-gateway starting", zap.String("version", version), zap.Strings("udp", cfg.Listen.UDP), zap.Strings("dtls", cfg.Listen.DTLS), zap.String("broker", upstream.RedactURL(ucfg.URL)))
 	errc := make(chan error, 1)
 	go func() { errc <- g.Serve(ctx) }()
 	hup := make(chan os.Signal, 1)

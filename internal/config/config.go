@@ -45,6 +45,7 @@ type File struct {
 		ReceiveMaximum      uint16        `yaml:"receive_maximum"`
 		SessionExpiry       time.Duration `yaml:"session_expiry"`
 		WillDelay           time.Duration `yaml:"will_delay"`
+		ProbeInterval       time.Duration `yaml:"probe_interval"`
 	} `yaml:"broker"`
 	EmbeddedBroker struct {
 		Listen string `yaml:"listen"`
@@ -99,6 +100,12 @@ type File struct {
 		IdleTimeout      time.Duration `yaml:"idle_timeout"`
 		ConnectionIDs    *bool         `yaml:"connection_ids"`
 	} `yaml:"dtls"`
+
+	NodeAuth struct {
+		// Required: nodes send AUTH (PLAIN) after CONNECT and log in
+		// upstream with their own credentials.
+		Required bool `yaml:"required"`
+	} `yaml:"node_auth"`
 }
 
 // Defaults of the command (the library's own defaults fill the rest).
@@ -317,6 +324,7 @@ func (c *File) Gateway() gateway.Config {
 		RetryCount:             c.Retry.Count,
 		RetryBackoffMax:        c.Retry.BackoffMax,
 		DisableQoSMinusOne:     c.QoSMinusOne != nil && !*c.QoSMinusOne,
+		RequireAuth:            c.NodeAuth.Required,
 		MaxBuffered:            c.Sleep.MaxBuffered,
 		MaxBufferedBytes:       c.Sleep.MaxBufferedBytes,
 		MaxClientIDLen:         c.Limits.MaxClientIDLength,
@@ -346,6 +354,6 @@ func (c *File) Upstream() upstream.Config {
 		CAFile: b.CAFile, CertFile: b.CertFile, KeyFile: b.KeyFile, ServerName: b.ServerName,
 		InsecureSkipVerify: b.InsecureSkipVerify, KeepAlive: b.KeepAlive, ConnectTimeout: b.ConnectTimeout,
 		ReconnectBackoffMin: b.ReconnectBackoffMin, ReconnectBackoffMax: b.ReconnectBackoffMax,
-		ReceiveMaximum: b.ReceiveMaximum, WillDelay: b.WillDelay,
+		ReceiveMaximum: b.ReceiveMaximum, WillDelay: b.WillDelay, ProbeInterval: b.ProbeInterval,
 	}
 }

@@ -42,7 +42,8 @@ func TestExampleFile(t *testing.T) {
 	if u.KeepAlive != upstream.DefaultKeepAlive || u.ConnectTimeout != upstream.DefaultConnectTimeout ||
 		u.ReconnectBackoffMin != upstream.DefaultReconnectBackoffMin || u.ReconnectBackoffMax != upstream.DefaultReconnectBackoffMax ||
 		u.ReceiveMaximum != upstream.DefaultReceiveMaximum || u.WillDelay != upstream.DefaultWillDelay ||
-		u.ProtocolVersion != upstream.ProtocolAuto || u.MaxQoS == nil || *u.MaxQoS != upstream.DefaultMaxQoS {
+		u.ProtocolVersion != upstream.ProtocolAuto || u.MaxQoS == nil || *u.MaxQoS != upstream.DefaultMaxQoS ||
+		u.ProbeInterval != upstream.DefaultProbeInterval {
 		t.Errorf("documented broker defaults differ from the code's: %+v", u)
 	}
 	d := c.DTLS

@@ -51,6 +51,7 @@ type control struct {
 	path string         // mosquitto binary
 	// external brokers (RabbitMQ) are not ours to stop or start.
 	external bool
+	conf string         // extra mosquitto configuration lines
 }
 
 // All returns the embedded broker and, when mosquitto is installed, a
@@ -136,12 +137,60 @@ func MosquittoPath() (string, bool) {
 	return "", false
 }
 
+// MosquittoWithUsers starts mosquitto with allow_anonymous false and a
+// password file (made with mosquitto_passwd) holding users (name to
+// password). The test is skipped when mosquitto or mosquitto_passwd is not
+// installed.
+func MosquittoWithUsers(t testing.TB, users map[string]string) Target {
+	t.Helper()
+	path, ok := MosquittoPath()
+	if !ok {
+		t.Skip("testbroker: mosquitto not installed")
+	}
+	passwd, err := exec.LookPath("mosquitto_passwd")
+	if err != nil {
+		t.Skip("testbroker: mosquitto_passwd not installed")
+	}
+	file := filepath.Join(t.TempDir(), "passwd")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatalf("testbroker: %v", err)
+	}
+	for user, pass := range users {
+		if out, err := exec.Command(passwd, "-b", file, user, pass).CombinedOutput(); err != nil {
+			t.Fatalf("testbroker: mosquitto_passwd %s: %v\n%s", user, err, out)
+		}
+	}
+	conf := "allow_anonymous false\npassword_file " + file + "\n"
+	if os.Geteuid() == 0 {
+		// Started as root, mosquitto drops to its own user before reading
+		// the password file, which lives in the test's private directory.
+		conf += "user root\n"
+	}
+	return mosquittoTargetConf(t, path, conf)
+}
+
 func mosquittoTarget(t testing.TB, path string) Target {
 	t.Helper()
-	c := &control{name: "mosquitto", path: path, addr: freeAddr(t)}
+	return mosquittoTargetConf(t, path, "allow_anonymous true\n")
+}
+
+func mosquittoTargetConf(t testing.TB, path, conf string) Target {
+	t.Helper()
+	c := &control{name: "mosquitto", path: path, addr: freeAddr(t), conf: conf}
 	c.start(t)
 	t.Cleanup(func() { c.stop(t) })
 	return Target{Name: c.name, URL: "mqtt://" + c.addr, ctl: c}
+}
+
+// Output returns what the running mosquitto logged so far ("New client
+// connected ... u'alice'"), or "" for the embedded broker.
+func (tg Target) Output() string {
+	tg.ctl.mu.Lock()
+	defer tg.ctl.mu.Unlock()
+	if tg.ctl.mosq == nil {
+		return ""
+	}
+	return tg.ctl.mosq.out.String()
 }
 
 // Addr returns the broker's host:port.
@@ -191,7 +240,7 @@ func (c *control) start(t testing.TB) {
 		}
 		c.emb = b
 	default:
-		m, err := startMosquitto(t, c.path, c.addr)
+		m, err := startMosquitto(t, c.path, c.addr, c.conf)
 		if err != nil {
 			t.Fatalf("testbroker: %v", err)
 		}
@@ -236,14 +285,14 @@ type mosquitto struct {
 	waitErr error
 }
 
-func startMosquitto(t testing.TB, path, addr string) (*mosquitto, error) {
+func startMosquitto(t testing.TB, path, addr, extra string) (*mosquitto, error) {
 	t.Helper()
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return nil, err
 	}
 	conf := filepath.Join(t.TempDir(), "mosquitto.conf")
-	text := fmt.Sprintf("listener %s %s\nallow_anonymous true\nmax_queued_messages 100000\npersistence false\nlog_dest stderr\n", port, host)
+	text := fmt.Sprintf("listener %s %s\n%smax_queued_messages 100000\npersistence false\nlog_dest stderr\n", port, host, extra)
 	if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
 		return nil, err
 	}

@@ -81,8 +81,7 @@ func start(t testing.TB, tg testbroker.Target, cfg gateway.Config, ucfg upstream
 	if ucfg.ReconnectBackoffMin == 0 {
 		ucfg.ReconnectBackoffMin, ucfg.ReconnectBackoffMax = 50*time.Millisecond, 500*time.Millisecond
 	}
-	log := Logger(t)
-	up, err := upstream.New(ucfg, log.Named("upstream"))
+	up, err := upstream.New(ucfg, Logger(t).Named("upstream"))
 	if err != nil {
 		t.Fatalf("upstream: %v", err)
 	}
@@ -90,7 +89,19 @@ func start(t testing.TB, tg testbroker.Target, cfg gateway.Config, ucfg upstream
 	if wrap != nil {
 		gu = wrap(up)
 	}
-	opts = append([]gateway.Option{gateway.WithUpstream(gu), gateway.WithLogger(log.Named("gateway"))}, opts...)
+	return StartUpstream(t, gu, cfg, opts...)
+}
+
+// StartUpstream runs a gateway bridged through up (which the test made,
+// with the settings and logger it needs), on 127.0.0.1:0 unless cfg.Listen
+// says otherwise, and shuts it down in t.Cleanup.
+func StartUpstream(t testing.TB, up gateway.Upstream, cfg gateway.Config, opts ...gateway.Option) *gateway.Gateway {
+	t.Helper()
+	if len(cfg.Listen) == 0 {
+		cfg.Listen = []string{"127.0.0.1:0"}
+	}
+	log := Logger(t)
+	opts = append([]gateway.Option{gateway.WithUpstream(up), gateway.WithLogger(log.Named("gateway"))}, opts...)
 	g, err := gateway.New(cfg, opts...)
 	if err != nil {
 		t.Fatalf("gateway.New: %v", err)

@@ -54,13 +54,23 @@ func Malformed() []Case {
 		}, Err: sn.ErrLengthMismatch},
 
 		// ---- unknown types ----
-		{Name: "type/reserved 0x03", Raw: []byte{0x02, 0x03}, Err: sn.ErrUnknownType},        // Length, MsgType 0x03
-		{Name: "type/reserved 0x11", Raw: []byte{0x02, 0x11}, Err: sn.ErrUnknownType},        // Length, MsgType 0x11
-		{Name: "type/reserved 0x19", Raw: []byte{0x02, 0x19}, Err: sn.ErrUnknownType},        // Length, MsgType 0x19
-		{Name: "type/reserved 0x1E", Raw: []byte{0x02, 0x1E}, Err: sn.ErrUnknownType},        // Length, MsgType 0x1E
-		{Name: "type/reserved 0xFD", Raw: []byte{0x02, 0xFD}, Err: sn.ErrUnknownType},        // Length, MsgType 0xFD
-		{Name: "type/reserved 0xFF", Raw: []byte{0x02, 0xFF}, Err: sn.ErrUnknownType},        // Length, MsgType 0xFF
-		{Name: "type/0x03 with body", Raw: []byte{0x03, 0x03, 0x00}, Err: sn.ErrUnknownType}, // Length, MsgType 0x03, one octet
+		{Name: "AUTH/no reason code", Raw: []byte{0x02, 0x03}, Err: sn.ErrTooShort}, // Length, MsgType AUTH (0x03, reserved in v1.2)
+		{Name: "AUTH/no method length", Raw: []byte{
+			0x03, 0x03, // Length, MsgType AUTH
+			0x00, // Reason Code; Auth Method Length missing
+		}, Err: sn.ErrTooShort},
+		{Name: "AUTH/method beyond datagram", Raw: []byte{
+			0x07, 0x03, // Length, MsgType AUTH
+			0x00,             // Reason Code
+			0x05,             // Auth Method Length 5
+			0x50, 0x4C, 0x41, // "PLA": 2 octets missing
+		}, Err: sn.ErrTooShort},
+		{Name: "type/reserved 0x11", Raw: []byte{0x02, 0x11}, Err: sn.ErrUnknownType},                 // Length, MsgType 0x11
+		{Name: "type/reserved 0x19", Raw: []byte{0x02, 0x19}, Err: sn.ErrUnknownType},                 // Length, MsgType 0x19
+		{Name: "type/reserved 0x1E", Raw: []byte{0x02, 0x1E}, Err: sn.ErrUnknownType},                 // Length, MsgType 0x1E
+		{Name: "type/reserved 0xFD", Raw: []byte{0x02, 0xFD}, Err: sn.ErrUnknownType},                 // Length, MsgType 0xFD
+		{Name: "type/reserved 0xFF", Raw: []byte{0x02, 0xFF}, Err: sn.ErrUnknownType},                 // Length, MsgType 0xFF
+		{Name: "type/reserved 0x11 with body", Raw: []byte{0x03, 0x11, 0x00}, Err: sn.ErrUnknownType}, // Length, MsgType 0x11, one octet
 
 		// ---- fields too short for the type ----
 		{Name: "ADVERTISE/too short", Raw: []byte{
@@ -251,7 +261,7 @@ func Malformed() []Case {
 		}, Err: sn.ErrLengthMismatch},
 		{Name: "ENCAPSULATED/inner unknown type", Raw: []byte{
 			0x04, 0xFE, 0x00, 0x01, // Le, Encapsulated, Ctrl, NodeId
-			0x02, 0x03, // inner MsgType 0x03 (reserved)
+			0x02, 0x19, // inner MsgType 0x19 (reserved)
 		}, Err: sn.ErrUnknownType},
 		{Name: "ENCAPSULATED/3-octet Le", Raw: []byte{
 			0x01, 0x00, 0x06, 0xFE, 0x00, 0x01, // 3-octet Length form: not allowed for Le

@@ -40,6 +40,26 @@ func Valid() []Case {
 		}, Packet: &sn.GWInfo{GatewayID: 1, GatewayAddr: []byte{0xAB, 0xCD}}},
 
 		// ---- connection (spec 5.4.4-5.4.9) ----
+		// AUTH is the MQTT-SN v2.0 draft's (MsgType 0x03, reserved in
+		// v1.2), as bisquitt-pub --user/--password sends it right after
+		// CONNECT.
+		{Name: "AUTH/PLAIN user pw", Raw: []byte{
+			0x11,                         // Length 17
+			0x03,                         // MsgType AUTH
+			0x00,                         // Reason Code: success (unused)
+			0x05,                         // Auth Method Length
+			0x50, 0x4C, 0x41, 0x49, 0x4E, // Auth Method "PLAIN"
+			0x00,             // PLAIN: empty authorization identity, NUL
+			0x75, 0x73, 0x65, // "use"
+			0x72, 0x00, // "r", NUL
+			0x70, 0x77, // password "pw"
+		}, Packet: &sn.Auth{Method: "PLAIN", Data: []byte("\x00user\x00pw")}},
+		{Name: "AUTH/empty method no data", Raw: []byte{
+			0x04, // Length
+			0x03, // MsgType AUTH
+			0x18, // Reason Code: continue authentication
+			0x00, // Auth Method Length 0
+		}, Packet: &sn.Auth{ReasonCode: 0x18}},
 		{Name: "CONNECT/clean keepalive 30 c1", Raw: []byte{
 			0x08,       // Length
 			0x04,       // MsgType CONNECT
