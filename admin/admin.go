@@ -68,7 +68,8 @@ type Config struct {
 	// Listen is the TCP address to serve on, e.g. 127.0.0.1:9184.
 	Listen string
 	// Level, if set, is served at /loglevel: GET shows it, PUT changes it
-	// ({"level":"debug"}).
+	// ({"level":"debug"} as JSON or as curl -d sends it, level=debug, or
+	// debug).
 	Level *zap.AtomicLevel
 	// BrokerCheck, if set, must succeed for /readyz to report ready (for
 	// example upstream.(*Upstream).Ping).
@@ -134,7 +135,7 @@ func New(cfg Config, src Source, log *zap.Logger) (*Server, error) {
 	mux.HandleFunc("GET /api/clients/{id...}", s.client)
 	mux.HandleFunc("GET /{$}", s.status)
 	if cfg.Level != nil {
-		mux.Handle("/loglevel", http.MaxBytesHandler(cfg.Level, 1<<10))
+		mux.Handle("/loglevel", levelHandler(cfg.Level))
 	}
 	s.srv = &http.Server{
 		Handler:           securityHeaders(mux),

@@ -263,6 +263,33 @@ func TestLogLevel(t *testing.T) {
 	if code, body := do(t, http.MethodPut, base+"/loglevel", `{"level":"debug"}`); code != 200 || lvl.Level() != zap.DebugLevel {
 		t.Errorf("PUT: %d %q, level %v", code, body, lvl.Level())
 	}
+	// README's command: curl -X PUT -d '{"level":"debug"}' sends the JSON
+	// with a form content type.
+	for _, c := range []struct{ ctype, body string }{
+		{"application/x-www-form-urlencoded", `{"level":"warn"}`},
+		{"application/json", `{"level":"error"}`},
+		{"application/x-www-form-urlencoded", `level=info`},
+		{"text/plain", "warn\n"},
+	} {
+		req, err := http.NewRequest(http.MethodPut, base+"/loglevel", strings.NewReader(c.body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", c.ctype)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.Contains(string(b), lvl.Level().String()) {
+			t.Errorf("PUT %s %q: %d %s", c.ctype, c.body, resp.StatusCode, b)
+		}
+	}
+	if lvl.Level() != zap.WarnLevel {
+		t.Errorf("level %v after the PUTs, want warn", lvl.Level())
+	}
+	lvl.SetLevel(zap.DebugLevel)
 	if code, _ := do(t, http.MethodPut, base+"/loglevel", `{"level":"loud"}`); code != 400 || lvl.Level() != zap.DebugLevel {
 		t.Errorf("bad PUT: %d, level %v", code, lvl.Level())
 	}
