@@ -50,11 +50,8 @@ func main() {
 
 func run(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("mqttsn-gateway", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprint(stderr, usage)
-		fs.PrintDefaults()
-	}
+	fs.SetOutput(stderr) // flag errors
+	fs.Usage = func() {} // --help prints below, on stdout; errors point to it
 	var (
 		cfgPath     = fs.String("config", "", "YAML configuration `file`")
 		checkConfig = fs.String("check-config", "", "validate the configuration `file` and exit")
@@ -68,8 +65,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprint(stdout, usage)
+			fs.SetOutput(stdout)
+			fs.PrintDefaults()
 			return 0
 		}
+		fmt.Fprintln(stderr, "mqttsn-gateway: see --help")
 		return 2
 	}
 	if fs.NArg() > 0 {
@@ -81,8 +82,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 0
 	}
 	if *checkConfig != "" {
-		if _, err := config.Load(*checkConfig); err != nil {
-			fmt.Fprintln(stderr, "mqttsn-gateway:", err)
+		c, err := config.Load(*checkConfig)
+		if err == nil {
+			err = c.CheckStart()
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "mqttsn-gateway: %s:\n  %s\n", *checkConfig, strings.ReplaceAll(err.Error(), "\n", "\n  "))
 			return 1
 		}
 		fmt.Fprintln(stdout, *checkConfig+": ok")
@@ -116,7 +121,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if *adminListen != "" {
 		cfg.Admin.Listen = *adminListen
 	}
-	if err := cfg.Check(); err != nil {
+	err := cfg.Check()
+	if err == nil {
+		err = cfg.CheckStart()
+	}
+	if err != nil {
 		fmt.Fprintln(stderr, "mqttsn-gateway:", err)
 		return 1
 	}
@@ -140,25 +149,27 @@ func run(args []string, stdout, stderr io.Writer) int {
 // logger's level, which the admin listener can change.
 func serve(ctx context.Context, cfg *config.File, log *zap.Logger, lvl zap.AtomicLevel) error {
 	ucfg := cfg.Upstream()
+	var embedded *broker.Broker
 	if ucfg.URL == "" {
-		b, err := broker.Start(cfg.EmbeddedBroker.Listen, log.Named("broker"))
-		if err != nil && cfg.EmbeddedBroker.Listen == config.DefaultEmbeddedBroker {
+		addr, explicit := cfg.EmbeddedListen()
+		b, err := broker.Start(addr, log.Named("broker"))
+		if err != nil && !explicit {
 			// Another broker (a packaged mosquitto, say) holds the default
 			// port: the zero-configuration start still works, elsewhere.
 			log.Warn("embedded broker: default address taken, using a free port",
-				zap.String("address", config.DefaultEmbeddedBroker), zap.Error(err))
+				zap.String("address", addr), zap.Error(err))
 			b, err = broker.Start("127.0.0.1:0", log.Named("broker"))
 		}
 		if err != nil {
-			return fmt.Errorf("embedded_broker.listen %q: %w (is another broker running there? set --broker to use it)", cfg.EmbeddedBroker.Listen, err)
+			return fmt.Errorf("embedded_broker.listen (--embedded-broker) %q: %w: another broker may run there: "+
+				"set broker.url (--broker mqtt://%s) to bridge to it, or give the embedded broker another address", addr, err, addr)
 		}
 		defer func() { _ = b.Close() }()
+		embedded = b
 		ucfg.URL = b.URL()
 		if ucfg.ReceiveMaximum == 0 {
 			ucfg.ReceiveMaximum = broker.ClientReceiveMaximum
 		}
-		log.Info("embedded MQTT broker started: watch it with any MQTT client",
-			zap.String("url", b.URL()), zap.String("example", watchCommand(b.Addr())))
 	}
 	up, err := upstream.New(ucfg, log.Named("upstream"))
 	if err != nil {
@@ -174,9 +185,8 @@ func serve(ctx context.Context, cfg *config.File, log *zap.Logger, lvl zap.Atomi
 			}
 			return err
 		}
-		dtlsTrs = append(dtlsTrs, tr)
+		dtlsTrs = append(dtlsTrs, tr) // it logs "DTLS listener started" itself
 		opts = append(opts, gateway.WithTransport(tr))
-		log.Info("DTLS listener", zap.Stringer("addr", tr.LocalAddr()))
 	}
 	g, err := gateway.New(cfg.Gateway(), opts...)
 	if err != nil {
@@ -192,6 +202,11 @@ func serve(ctx context.Context, cfg *config.File, log *zap.Logger, lvl zap.Atomi
 			return err
 		}
 		defer stopAdmin()
+	}
+	if embedded != nil {
+		// Said only once the start can no longer fail on a listener.
+		log.Info("embedded MQTT broker started: watch it with any MQTT client",
+			zap.String("url", embedded.URL()), zap.String("example", watchCommand(embedded.Addr())))
 	}
 	log.Info("mqttsn-gateway starting", zap.String("version", version), zap.Strings("udp", cfg.Listen.UDP), zap.Strings("dtls", cfg.Listen.DTLS), zap.String("broker", ucfg.URL))
 	errc := make(chan error, 1)

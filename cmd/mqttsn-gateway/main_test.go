@@ -34,12 +34,12 @@ func TestVersionAndHelp(t *testing.T) {
 	if code, out, _ := runArgs("--version"); code != 0 || !strings.HasPrefix(out, "mqttsn-gateway ") {
 		t.Errorf("--version: %d %q", code, out)
 	}
-	code, _, errOut := runArgs("--help")
-	if code != 0 || !strings.Contains(errOut, "MQTT-SN") || !strings.Contains(errOut, "-broker") || !strings.Contains(errOut, "embedded") {
-		t.Errorf("--help: %d %q", code, errOut)
+	code, out, errOut := runArgs("--help")
+	if code != 0 || errOut != "" || !strings.Contains(out, "MQTT-SN") || !strings.Contains(out, "-broker") || !strings.Contains(out, "embedded") {
+		t.Errorf("--help: %d stdout %q stderr %q", code, out, errOut)
 	}
-	if code, _, _ := runArgs("--no-such-flag"); code != 2 {
-		t.Errorf("unknown flag: exit %d, want 2", code)
+	if code, out, errOut := runArgs("--no-such-flag"); code != 2 || out != "" || !strings.Contains(errOut, "no-such-flag") || !strings.Contains(errOut, "--help") {
+		t.Errorf("unknown flag: exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
 }
 
@@ -59,6 +59,53 @@ func TestCheckConfig(t *testing.T) {
 	}
 	if code, _, errOut := runArgs("--broker", "http://x"); code != 1 || !strings.Contains(errOut, "broker.url") {
 		t.Errorf("bad broker flag: %d %q", code, errOut)
+	}
+	if code, _, errOut := runArgs("--broker", "127.0.0.1:1883"); code != 1 || !strings.Contains(errOut, "use mqtt://127.0.0.1:1883") {
+		t.Errorf("broker without scheme: %d %q", code, errOut)
+	}
+	// README's old dual listener example: --check-config now says why it
+	// cannot start.
+	dual := filepath.Join(t.TempDir(), "dual.yaml")
+	if err := os.WriteFile(dual, []byte("listen:\n  udp: [\"0.0.0.0:1884\", \"[::]:1884\"]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, errOut := runArgs("--check-config", dual); code != 1 || strings.Contains(out, "ok") || !strings.Contains(errOut, "overlap") {
+		t.Errorf("overlapping listeners: %d %q %q", code, out, errOut)
+	}
+	// A missing PSK file is found by --check-config, not by the start.
+	psk := filepath.Join(t.TempDir(), "psk.yaml")
+	if err := os.WriteFile(psk, []byte("listen:\n  dtls: \"127.0.0.1:0\"\ndtls:\n  psk_file: missing.txt\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, errOut := runArgs("--check-config", psk); code != 1 || !strings.Contains(errOut, "dtls.psk_file") || !strings.Contains(errOut, filepath.Join(filepath.Dir(psk), "missing.txt")) {
+		t.Errorf("missing PSK file: %d %q", code, errOut)
+	}
+}
+
+// An embedded broker address given explicitly is used as given: when it
+// is taken the start fails and says what to do, and logs no "started".
+func TestExplicitEmbeddedBrokerAddressTaken(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	code, _, errOut := runArgs("--listen", "127.0.0.1:0", "--embedded-broker", l.Addr().String(), "--log-format", "json")
+	if code != 1 || !strings.Contains(errOut, "embedded_broker.listen (--embedded-broker)") || !strings.Contains(errOut, "--broker mqtt://"+l.Addr().String()) {
+		t.Errorf("exit %d, stderr %s", code, errOut)
+	}
+	if strings.Contains(errOut, "embedded MQTT broker started") {
+		t.Errorf("a failed start logged that the broker started:\n%s", errOut)
+	}
+	// The broker starts, then the UDP listener fails: still no "started".
+	u, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer u.Close()
+	code, _, errOut = runArgs("--listen", u.LocalAddr().String(), "--embedded-broker", "127.0.0.1:0", "--log-format", "json")
+	if code != 1 || !strings.Contains(errOut, "listen.udp") || strings.Contains(errOut, "embedded MQTT broker started") {
+		t.Errorf("UDP port taken: exit %d, stderr %s", code, errOut)
 	}
 }
 

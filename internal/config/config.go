@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -45,6 +46,10 @@ type File struct {
 		WillDelay           time.Duration `yaml:"will_delay"`
 	} `yaml:"broker"`
 	EmbeddedBroker struct {
+		// Listen is the embedded broker's address. Empty means
+		// DefaultEmbeddedBroker, or a free port when another broker holds
+		// it; an address given here (or with --embedded-broker) is used as
+		// given, and a start fails when it is taken.
 		Listen string `yaml:"listen"`
 	} `yaml:"embedded_broker"`
 	GatewayID uint8 `yaml:"gateway_id"`
@@ -133,26 +138,33 @@ func (l *StringList) UnmarshalYAML(n *yaml.Node) error {
 	}
 }
 
-// Load reads and checks a configuration file.
+// Load reads and checks a configuration file. Relative file names in it
+// (dtls.psk_file, dtls.cert_file, broker.ca_file, ...) are taken relative
+// to the folder of the configuration file, not to the working directory:
+// a service's working directory is "/".
 func Load(path string) (*File, error) {
-	f, err := os.Open(path)
+	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	defer func() { _ = f.Close() }() // read only
-	c, err := Parse(f)
+	c, err := parse(data, filepath.Dir(path))
 	if err != nil {
 		return nil, fmt.Errorf("config %s: %w", path, err)
 	}
 	return c, nil
 }
 
-// Parse decodes a configuration from r. Unknown keys are errors.
+// Parse decodes a configuration from r. Unknown keys are errors. Relative
+// file names stay relative to the working directory.
 func Parse(r io.Reader) (*File, error) {
 	data, err := io.ReadAll(r)
 	if err != nil {
 		return nil, err
 	}
+	return parse(data, "")
+}
+
+func parse(data []byte, dir string) (*File, error) {
 	c := Default()
 	if len(bytes.TrimSpace(data)) == 0 {
 		return c, nil
@@ -162,10 +174,26 @@ func Parse(r io.Reader) (*File, error) {
 	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
 		return nil, explain(err, data)
 	}
+	c.resolvePaths(dir)
 	if err := c.Check(); err != nil {
 		return nil, err
 	}
 	return c, nil
+}
+
+// resolvePaths makes the file names in c relative to dir.
+func (c *File) resolvePaths(dir string) {
+	if dir == "" {
+		return
+	}
+	for _, p := range []*string{
+		&c.DTLS.PSKFile, &c.DTLS.CertFile, &c.DTLS.KeyFile, &c.DTLS.ClientCAFile,
+		&c.Broker.CAFile, &c.Broker.CertFile, &c.Broker.KeyFile,
+	} {
+		if *p != "" && !filepath.IsAbs(*p) {
+			*p = filepath.Join(dir, *p)
+		}
+	}
 }
 
 // explain turns yaml's messages into ones that name the key and the fix.
@@ -183,7 +211,7 @@ func explain(err error, data []byte) error {
 		hint := ""
 		switch {
 		case strings.Contains(part, "not found in type"):
-			hint = " (unknown key: check its spelling against README's configuration section)"
+			return unknownKey(n, key, part)
 		case strings.Contains(part, "time.Duration"):
 			hint = " (durations are written like 10s, 1m30s, 2h)"
 		case strings.Contains(part, "uint8"):
@@ -216,11 +244,19 @@ func keyPath(lines []string, i int) string {
 	return strings.Join(path, ".")
 }
 
+// EmbeddedListen returns the embedded broker's address and whether it was
+// given (in the file or by flag) rather than defaulted.
+func (c *File) EmbeddedListen() (addr string, explicit bool) {
+	if c.EmbeddedBroker.Listen == "" {
+		return DefaultEmbeddedBroker, false
+	}
+	return c.EmbeddedBroker.Listen, true
+}
+
 // Default is the configuration with no file.
 func Default() *File {
 	c := &File{GatewayID: DefaultGatewayID}
 	c.Listen.UDP = StringList{DefaultListenUDP}
-	c.EmbeddedBroker.Listen = DefaultEmbeddedBroker
 	c.Log.Level = "info"
 	return c
 }
@@ -268,6 +304,9 @@ func (c *File) Check() error {
 	}
 	if len(c.Listen.DTLS) > 0 && c.bindIdentity() && c.DTLS.PSKFile == "" && c.DTLS.ClientCAFile == "" {
 		return errors.New("dtls.bind_identity: nodes have no identity without dtls.psk_file or dtls.client_ca_file: set one, or dtls.bind_identity: false")
+	}
+	if err := checkBrokerURL(c.Broker.URL); err != nil {
+		return err
 	}
 	if _, err := upstream.New(c.Upstream(), nil); c.Broker.URL != "" && err != nil {
 		return err

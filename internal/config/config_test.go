@@ -49,10 +49,10 @@ func TestExampleFile(t *testing.T) {
 	if codeDTLS := (dtlstransport.Config{}).WithDefaults(); fileDTLS != codeDTLS || !*d.BindIdentity || !*d.ConnectionIDs {
 		t.Errorf("documented DTLS defaults differ from the code's:\n file %+v\n code %+v", fileDTLS, codeDTLS)
 	}
-	if c.PredefinedTopics[1] != "sensors/temperature" {
-		t.Errorf("predefined topics %v", c.PredefinedTopics)
+	if len(c.PredefinedTopics) != 0 {
+		t.Errorf("the example lists predefined topics %v, but there are none by default", c.PredefinedTopics)
 	}
-	if *c.QoSMinusOne != true || c.EmbeddedBroker.Listen != DefaultEmbeddedBroker {
+	if *c.QoSMinusOne != true || c.EmbeddedBroker.Listen != "" {
 		t.Errorf("qos_minus_one %v, embedded_broker.listen %q", *c.QoSMinusOne, c.EmbeddedBroker.Listen)
 	}
 }
@@ -108,7 +108,11 @@ admin:
 // A config mistake gets an error naming the key and the fix.
 func TestErrorsNameTheKey(t *testing.T) {
 	for _, c := range []struct{ yaml, want string }{
-		{"listn:\n  udp: x\n", "listn"},
+		{"listn:\n  udp: x\n", `unknown key "listn": did you mean "listen"?`},
+		{"broker:\n  urll: mqtt://x\n", `line 2: unknown key "urll" in broker: did you mean "url"?`},
+		{"dtls:\n  psk: a\n", `unknown key "psk" in dtls: did you mean "psk_file"?`},
+		{"broker:\n  zzzzzz: 1\n", `unknown key "zzzzzz" in broker: the keys there are ca_file, cert_file`},
+		{"broker:\n  url: \"127.0.0.1:1883\"\n", "use mqtt://127.0.0.1:1883"},
 		{"retry:\n  interval: ten\n", "retry.interval"},
 		{"retry:\n  interval: ten\n", "10s"},
 		{"retry:\n  count: -1\n", "retry.count"},
@@ -124,7 +128,7 @@ func TestErrorsNameTheKey(t *testing.T) {
 		{"listen:\n  dtls: \"0.0.0.0:1885\"\ndtls:\n  cert_file: c.pem\n  key_file: k.pem\n", "dtls.bind_identity"},
 		{"listen:\n  dtls: \"nohost\"\ndtls:\n  psk_file: psk.txt\n", "listen.dtls"},
 		{"admin:\n  listen: \"9184\"\n", "admin.listen"},
-		{"admin:\n  lisen: \"127.0.0.1:9184\"\n", "admin.lisen"},
+		{"admin:\n  lisen: \"127.0.0.1:9184\"\n", `unknown key "lisen" in admin: did you mean "listen"?`},
 	} {
 		_, err := Parse(strings.NewReader(c.yaml))
 		if err == nil || !strings.Contains(err.Error(), c.want) {
