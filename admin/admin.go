@@ -78,6 +78,8 @@ type Config struct {
 	Upstream func() UpstreamStats
 	// DTLS, if set, reports the DTLS listener's handshake counters.
 	DTLS func() DTLSStats
+	// Pprof serves the Go profiler (net/http/pprof) at /debug/pprof/.
+	Pprof bool
 	// CheckTimeout bounds BrokerCheck and the node snapshots taken for a
 	// request or a scrape (default 5s).
 	CheckTimeout time.Duration
@@ -137,11 +139,17 @@ func New(cfg Config, src Source, log *zap.Logger) (*Server, error) {
 	if cfg.Level != nil {
 		mux.Handle("/loglevel", levelHandler(cfg.Level))
 	}
+	writeTimeout := 30 * time.Second
+	if cfg.Pprof {
+		registerPprof(mux)
+		// Room for the default 30 s CPU profile and traces up to 110 s.
+		writeTimeout = 2 * time.Minute
+	}
 	s.srv = &http.Server{
 		Handler:           securityHeaders(mux),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       10 * time.Second,
-		WriteTimeout:      30 * time.Second,
+		WriteTimeout:      writeTimeout,
 		IdleTimeout:       60 * time.Second,
 		MaxHeaderBytes:    16 << 10,
 		ErrorLog:          zap.NewStdLog(log),

@@ -318,3 +318,21 @@ func TestNewErrors(t *testing.T) {
 		}
 	}
 }
+
+// /debug/pprof exists only with Config.Pprof.
+func TestPprof(t *testing.T) {
+	_, off := start(t, Config{}, newFake())
+	if code, _ := get(t, off+"/debug/pprof/"); code != http.StatusNotFound {
+		t.Errorf("pprof off: %d", code)
+	}
+	_, on := start(t, Config{Pprof: true}, newFake())
+	if code, body := get(t, on+"/debug/pprof/"); code != 200 || !strings.Contains(body, "goroutine") {
+		t.Errorf("pprof index: %d %.200s", code, body)
+	}
+	if code, body := get(t, on+"/debug/pprof/goroutine?debug=1"); code != 200 || !strings.Contains(body, "goroutine profile") {
+		t.Errorf("goroutine profile: %d %.200s", code, body)
+	}
+	if code, _ := get(t, on+"/debug/pprof/cmdline"); code != 200 {
+		t.Errorf("cmdline: %d", code)
+	}
+}

@@ -89,6 +89,9 @@ type File struct {
 		// Listen is the admin HTTP listener's address (metrics, health,
 		// status page); empty: no admin listener.
 		Listen string `yaml:"listen"`
+		// Pprof serves net/http/pprof at /debug/pprof on the admin
+		// listener.
+		Pprof bool `yaml:"pprof"`
 	} `yaml:"admin"`
 	DTLS struct {
 		PSKFile          string        `yaml:"psk_file"`
