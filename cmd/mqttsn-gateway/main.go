@@ -196,7 +196,7 @@ func serve(ctx context.Context, cfg *config.File, log *zap.Logger, lvl zap.Atomi
 		return err
 	}
 	if cfg.Admin.Listen != "" {
-		stopAdmin, err := startAdmin(cfg.Admin.Listen, g, up, dtlsTrs, &lvl, log.Named("admin"))
+		stopAdmin, err := startAdmin(cfg, g, up, dtlsTrs, &lvl, log.Named("admin"))
 		if err != nil {
 			_ = g.Shutdown(context.Background())
 			return err
@@ -242,9 +242,10 @@ wait:
 
 // startAdmin starts the admin HTTP listener; stop shuts it down and waits
 // for it.
-func startAdmin(addr string, g *gateway.Gateway, up *upstream.Upstream, dtlsTrs []*dtlstransport.Transport, lvl *zap.AtomicLevel, log *zap.Logger) (stop func(), err error) {
+func startAdmin(fc *config.File, g *gateway.Gateway, up *upstream.Upstream, dtlsTrs []*dtlstransport.Transport, lvl *zap.AtomicLevel, log *zap.Logger) (stop func(), err error) {
 	cfg := admin.Config{
-		Listen:      addr,
+		Listen:      fc.Admin.Listen,
+		Pprof:       fc.Admin.Pprof,
 		Level:       lvl,
 		BrokerCheck: up.Ping,
 		Upstream:    func() admin.UpstreamStats { return admin.UpstreamStats(up.Stats()) },
