@@ -24,6 +24,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/mqttsn-gateway/mqttsn-gateway/gateway"
+	"github.com/mqttsn-gateway/mqttsn-gateway/internal/buildinfo"
 )
 
 // Source is what the admin listener reads. *gateway.Gateway satisfies it.
@@ -63,6 +64,17 @@ type DTLSStats struct {
 	Established         int64  // gauge: established connections
 }
 
+// LinkStatus is the state of the gateway's own link to the broker, as a
+// readiness probe sees it (a real MQTT CONNECT with the gateway's
+// credentials, repeated every broker.probe_interval).
+type LinkStatus struct {
+	Up        bool
+	Protocol  string    // MQTT version negotiated: "5", "3.1.1", or "" if unknown
+	LastError string    // why the last probe failed ("" when Up)
+	Since     time.Time // when Up last changed
+	Checked   time.Time // when the last probe finished
+}
+
 // Config configures the admin listener. Only Listen is required.
 type Config struct {
 	// Listen is the TCP address to serve on, e.g. 127.0.0.1:9184.
@@ -74,6 +86,16 @@ type Config struct {
 	// BrokerCheck, if set, must succeed for /readyz to report ready (for
 	// example upstream.(*Upstream).Ping).
 	BrokerCheck func(ctx context.Context) error
+	// Link, if set, reports the broker link's state: the status page shows
+	// it (nil: "unknown"), and /readyz answers 503 with LastError while it
+	// is down. It must return quickly: it is called on every request.
+	Link func() LinkStatus
+	// Mode is the gateway's bridging mode, shown on the status page
+	// ("transparent": one broker connection per node).
+	Mode string
+	// Build is the running build, shown on the status page and exported as
+	// mqttsn_build_info (zero: buildinfo.Read()).
+	Build buildinfo.Info
 	// Upstream, if set, reports the broker connections' counters.
 	Upstream func() UpstreamStats
 	// DTLS, if set, reports the DTLS listener's handshake counters.
@@ -109,6 +131,9 @@ func New(cfg Config, src Source, log *zap.Logger) (*Server, error) {
 	}
 	if cfg.CheckTimeout <= 0 {
 		cfg.CheckTimeout = DefaultCheckTimeout
+	}
+	if cfg.Build.Version == "" {
+		cfg.Build = buildinfo.Read()
 	}
 	if log == nil {
 		log = zap.NewNop()
@@ -218,6 +243,15 @@ func (s *Server) ready(ctx context.Context) error {
 		case <-st.Stopping():
 			return errors.New("gateway shutting down")
 		default:
+		}
+	}
+	if s.cfg.Link != nil {
+		if l := s.cfg.Link(); !l.Up {
+			reason := l.LastError
+			if reason == "" {
+				reason = "no successful probe yet"
+			}
+			return fmt.Errorf("broker link down: %s", reason)
 		}
 	}
 	if s.cfg.BrokerCheck == nil {

@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/mqttsn-gateway/mqttsn-gateway/gateway"
+	"github.com/mqttsn-gateway/mqttsn-gateway/internal/buildinfo"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -334,5 +335,34 @@ func TestPprof(t *testing.T) {
 	}
 	if code, _ := get(t, on+"/debug/pprof/cmdline"); code != 200 {
 		t.Errorf("cmdline: %d", code)
+	}
+}
+
+// With a Link, /readyz follows the broker link probe and says why it is
+// down.
+func TestReadyzFollowsLink(t *testing.T) {
+	src := newFake()
+	close(src.ready)
+	var mu sync.Mutex
+	link := LinkStatus{Up: false, LastError: "not authorized (0x87): check broker.username and broker.password"}
+	_, base := start(t, Config{Link: func() LinkStatus { mu.Lock(); defer mu.Unlock(); return link }}, src)
+	if code, body := get(t, base+"/readyz"); code != 503 || !strings.Contains(body, "not authorized (0x87)") {
+		t.Errorf("/readyz with the link down: %d %q", code, body)
+	}
+	mu.Lock()
+	link = LinkStatus{Up: true, Protocol: "5", Since: time.Now()}
+	mu.Unlock()
+	if code, body := get(t, base+"/readyz"); code != 200 {
+		t.Errorf("/readyz with the link up: %d %q", code, body)
+	}
+}
+
+func TestBuildInfoMetric(t *testing.T) {
+	b := buildinfo.Info{Version: "v1.2.3", Revision: "abc", Time: "2026-11-30T10:00:00Z", Modified: true, GoVersion: "go1.26.8"}
+	_, base := start(t, Config{Build: b}, newFake())
+	_, body := get(t, base+"/metrics")
+	want := `mqttsn_build_info{goversion="go1.26.8",modified="true",revision="abc",vcs_time="2026-11-30T10:00:00Z",version="v1.2.3"} 1`
+	if !strings.Contains(body, want) {
+		t.Errorf("/metrics lacks %s", want)
 	}
 }

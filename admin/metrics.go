@@ -2,6 +2,7 @@ package admin
 
 import (
 	"context"
+	"strconv"
 	"strings"
 	"time"
 
@@ -9,6 +10,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/mqttsn-gateway/mqttsn-gateway/gateway"
+	"github.com/mqttsn-gateway/mqttsn-gateway/internal/buildinfo"
 	"github.com/mqttsn-gateway/mqttsn-gateway/snpacket"
 )
 
@@ -31,6 +33,9 @@ type collector struct {
 	log      *zap.Logger
 	types    []snpacket.MsgType // every defined message type
 
+	build     buildinfo.Info
+	buildInfo *prometheus.Desc
+
 	ready, nodes, bufMsgs, bufBytes, inflight                        *prometheus.Desc
 	connects, closes, lost, wakes                                    *prometheus.Desc
 	rawDatagrams, rawBytes, datagrams, datagramBytes, writeErrors    *prometheus.Desc
@@ -50,6 +55,9 @@ func newCollector(src Source, cfg Config, log *zap.Logger) *collector {
 			c.types = append(c.types, mt)
 		}
 	}
+	c.build = cfg.Build
+	c.buildInfo = d("build_info", "Always 1; the labels say which build runs (version, VCS revision and time, modified tree, Go version).",
+		"version", "revision", "vcs_time", "modified", "goversion")
 	c.ready = d("ready", "1 once the gateway reads from every transport.")
 	c.nodes = d("nodes", "Nodes the gateway knows, by state.", "state")
 	c.bufMsgs = d("buffered_messages", "Messages buffered for nodes (asleep, or waiting for an acknowledgement).")
@@ -88,7 +96,7 @@ func newCollector(src Source, cfg Config, log *zap.Logger) *collector {
 
 func (c *collector) descs() []*prometheus.Desc {
 	ds := []*prometheus.Desc{
-		c.ready, c.nodes, c.bufMsgs, c.bufBytes, c.inflight,
+		c.buildInfo, c.ready, c.nodes, c.bufMsgs, c.bufBytes, c.inflight,
 		c.connects, c.closes, c.lost, c.wakes,
 		c.rawDatagrams, c.rawBytes, c.datagrams, c.datagramBytes, c.writeErrors,
 		c.publishes, c.retransmits, c.returnCodes, c.dropped, c.malformed,
@@ -119,6 +127,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
 	}
 	st := c.src.Stats()
+	b := c.build
+	gauge(c.buildInfo, 1, b.Version, b.Revision, b.Time, strconv.FormatBool(b.Modified), b.GoVersion)
 
 	ready := 0.0
 	select {
