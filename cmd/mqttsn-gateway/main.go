@@ -23,12 +23,10 @@ import (
 	"github.com/mqttsn-gateway/mqttsn-gateway/broker"
 	"github.com/mqttsn-gateway/mqttsn-gateway/dtlstransport"
 	"github.com/mqttsn-gateway/mqttsn-gateway/gateway"
+	"github.com/mqttsn-gateway/mqttsn-gateway/internal/buildinfo"
 	"github.com/mqttsn-gateway/mqttsn-gateway/internal/config"
 	"github.com/mqttsn-gateway/mqttsn-gateway/upstream"
 )
-
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev" //nolint:gochecknoglobals // set by the linker
 
 const usage = `mqttsn-gateway: an MQTT-SN v1.2 gateway that bridges sensor nodes to any MQTT broker.
 
@@ -78,7 +76,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if *showVersion {
-		fmt.Fprintln(stdout, "mqttsn-gateway", version)
+		fmt.Fprintln(stdout, "mqttsn-gateway", buildinfo.Read())
 		return 0
 	}
 	if *checkConfig != "" {
@@ -135,6 +133,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	defer func() { _ = log.Sync() }()
+	bi := buildinfo.Read()
+	log.Info("mqttsn-gateway "+bi.String(), zap.String("version", bi.Version), zap.String("commit", bi.Revision),
+		zap.String("commit_time", bi.Time), zap.Bool("modified", bi.Modified), zap.String("go", bi.GoVersion))
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -208,7 +209,7 @@ func serve(ctx context.Context, cfg *config.File, log *zap.Logger, lvl zap.Atomi
 		log.Info("embedded MQTT broker started: watch it with any MQTT client",
 			zap.String("url", embedded.URL()), zap.String("example", watchCommand(embedded.Addr())))
 	}
-	log.Info("mqttsn-gateway starting", zap.String("version", version), zap.Strings("udp", cfg.Listen.UDP), zap.Strings("dtls", cfg.Listen.DTLS), zap.String("broker", ucfg.URL))
+	log.Info("mqttsn-gateway starting", zap.Strings("udp", cfg.Listen.UDP), zap.Strings("dtls", cfg.Listen.DTLS), zap.String("broker", ucfg.URL))
 	errc := make(chan error, 1)
 	go func() { errc <- g.Serve(ctx) }()
 	hup := make(chan os.Signal, 1)
@@ -244,8 +245,13 @@ wait:
 // for it.
 func startAdmin(fc *config.File, g *gateway.Gateway, up *upstream.Upstream, dtlsTrs []*dtlstransport.Transport, lvl *zap.AtomicLevel, log *zap.Logger) (stop func(), err error) {
 	cfg := admin.Config{
-		Listen:      fc.Admin.Listen,
-		Pprof:       fc.Admin.Pprof,
+		Listen: fc.Admin.Listen,
+		Pprof:  fc.Admin.Pprof,
+		Mode:   "transparent", // one broker connection per node
+		Build:  buildinfo.Read(),
+		// Link: the broker link probe (issue 11, broker.probe_interval)
+		// plugs in here; until then the status page says "unknown" and
+		// /readyz relies on BrokerCheck.
 		Level:       lvl,
 		BrokerCheck: up.Ping,
 		Upstream:    func() admin.UpstreamStats { return admin.UpstreamStats(up.Stats()) },

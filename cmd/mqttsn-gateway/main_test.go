@@ -31,7 +31,7 @@ func runArgs(args ...string) (code int, stdout, stderr string) {
 }
 
 func TestVersionAndHelp(t *testing.T) {
-	if code, out, _ := runArgs("--version"); code != 0 || !strings.HasPrefix(out, "mqttsn-gateway ") {
+	if code, out, _ := runArgs("--version"); code != 0 || !strings.HasPrefix(out, "mqttsn-gateway ") || !strings.Contains(out, "(commit ") {
 		t.Errorf("--version: %d %q", code, out)
 	}
 	code, out, errOut := runArgs("--help")
@@ -116,8 +116,22 @@ func TestBinaryServesAndStopsOnSIGTERM(t *testing.T) {
 		t.Skip("builds the binary")
 	}
 	bin := filepath.Join(t.TempDir(), "mqttsn-gateway")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+	// -buildvcs=auto: stamp the revision even where GOFLAGS turns it off.
+	if out, err := exec.Command("go", "build", "-buildvcs=auto", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("build: %v\n%s", err, out)
+	}
+	ver, err := exec.Command(bin, "--version").Output()
+	if err != nil || !strings.HasPrefix(string(ver), "mqttsn-gateway ") {
+		t.Fatalf("--version: %v %q", err, ver)
+	}
+	// The go command stamps a checkout whose .git is a folder; a git
+	// worktree (.git is a file) is not stamped.
+	if st, err := os.Stat("../../.git"); err != nil || !st.IsDir() {
+		t.Logf("not a plain git checkout: the revision is not stamped: %s", ver)
+	} else if rev, err := exec.Command("git", "rev-parse", "HEAD").Output(); err == nil {
+		if short := strings.TrimSpace(string(rev))[:12]; !strings.Contains(string(ver), "commit "+short) {
+			t.Errorf("--version %q does not name commit %s", ver, short)
+		}
 	}
 	cmd := exec.Command(bin, "--listen", "127.0.0.1:0", "--embedded-broker", "127.0.0.1:0", "--log-format", "json")
 	stderr, err := cmd.StderrPipe()
@@ -131,10 +145,14 @@ func TestBinaryServesAndStopsOnSIGTERM(t *testing.T) {
 
 	// The log line "gateway serving" names the bound address.
 	addrc := make(chan string, 1)
+	firstc := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
+		for first := true; sc.Scan(); first = false {
 			line := sc.Text()
+			if first {
+				firstc <- line
+			}
 			if i := strings.Index(line, `"addrs":["`); i >= 0 && strings.Contains(line, "gateway serving") {
 				rest := line[i+len(`"addrs":["`):]
 				addrc <- rest[:strings.Index(rest, `"`)]
@@ -142,6 +160,15 @@ func TestBinaryServesAndStopsOnSIGTERM(t *testing.T) {
 		}
 		_, _ = io.Copy(io.Discard, stderr)
 	}()
+	// The first log line says which build runs.
+	select {
+	case first := <-firstc:
+		if !strings.Contains(first, `"msg":"mqttsn-gateway `+strings.TrimPrefix(strings.TrimSpace(string(ver)), "mqttsn-gateway ")) || !strings.Contains(first, `"commit":`) {
+			t.Errorf("first log line %s does not say the version %q", first, ver)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("gateway logged nothing")
+	}
 	var addr string
 	select {
 	case addr = <-addrc:

@@ -18,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/mqttsn-gateway/mqttsn-gateway/internal/buildinfo"
 	"github.com/mqttsn-gateway/mqttsn-gateway/internal/cli"
 
 	"github.com/mqttsn-gateway/mqttsn-gateway/snclient"
@@ -78,13 +79,11 @@ type config struct {
 
 // parse reads the flags; it returns a nil config and an exit code when
 // the command should stop (help, usage error).
-func parse(args []string, stderr io.Writer) (*config, int) {
+func parse(args []string, stdout, stderr io.Writer) (*config, int) {
 	fs := flag.NewFlagSet("mqttsn-pub", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprint(stderr, usage)
-		fs.PrintDefaults()
-	}
+	fs.SetOutput(stderr) // flag errors
+	fs.Usage = func() {} // --help prints below, on stdout
+	showVersion := fs.Bool("version", false, "print the version and exit")
 	cfg := &config{retryInterval: snclient.DefaultRetryInterval}
 	predef := cli.PredefinedFlag{}
 	var dtlsFlags cli.DTLSFlags
@@ -114,9 +113,17 @@ func parse(args []string, stderr io.Writer) (*config, int) {
 	fs.Var(cli.DurationFlag{D: &cfg.retryInterval}, "retry-interval", "Tretry: wait this `duration` for an answer before retransmitting")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprint(stdout, usage)
+			fs.SetOutput(stdout)
+			fs.PrintDefaults()
 			return nil, 0
 		}
+		fmt.Fprintln(stderr, "mqttsn-pub: see --help")
 		return nil, 2
+	}
+	if *showVersion {
+		fmt.Fprintln(stdout, "mqttsn-pub", buildinfo.Read())
+		return nil, 0
 	}
 	bad := func(format string, a ...any) (*config, int) {
 		fmt.Fprintf(stderr, "mqttsn-pub: "+format+" (see --help)\n", a...)
@@ -189,7 +196,7 @@ func parse(args []string, stderr io.Writer) (*config, int) {
 
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	stderr = &cli.SyncWriter{W: stderr}
-	cfg, code := parse(args, stderr)
+	cfg, code := parse(args, stdout, stderr)
 	if cfg == nil {
 		return code
 	}
