@@ -207,7 +207,11 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	return 0
 }
 
-func publish(ctx context.Context, cfg *config, stdin io.Reader, stderr io.Writer) error {
+// disconnectWait bounds the DISCONNECT sent on an interrupted or failed
+// run: Ctrl-C returns within it even when the gateway is gone.
+const disconnectWait = time.Second
+
+func publish(ctx context.Context, cfg *config, stdin io.Reader, stderr io.Writer) (err error) {
 	cfg.opts.Logger = cli.NewLogger(cfg.debug, stderr)
 	c, err := snclient.DialClient(ctx, cfg.addr, cfg.opts)
 	if err != nil {
@@ -219,44 +223,86 @@ func publish(ctx context.Context, cfg *config, stdin io.Reader, stderr io.Writer
 		if err := c.Connect(ctx); err != nil {
 			return fmt.Errorf("connect to %s: %w", cfg.addr, err)
 		}
+		// Every exit once connected says DISCONNECT, so the gateway does
+		// not wait for the keep-alive to run out (and publish the will).
+		defer func() {
+			if err == nil && ctx.Err() == nil {
+				if derr := c.Disconnect(ctx); derr != nil {
+					err = fmt.Errorf("disconnect: %w", derr)
+				}
+				return
+			}
+			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), disconnectWait)
+			defer cancel()
+			_ = c.Disconnect(dctx)
+		}()
 	}
 	pub := func(payload []byte) error {
 		return c.Publish(ctx, cfg.topic, payload, cfg.qos, cfg.retain)
 	}
 	switch {
 	case cfg.lines:
-		sc := bufio.NewScanner(stdin)
-		sc.Buffer(make([]byte, 0, 4096), 65535)
-		for sc.Scan() {
-			if len(sc.Bytes()) == 0 {
-				continue
-			}
-			if err := pub(sc.Bytes()); err != nil {
-				return err
-			}
-		}
-		if err := sc.Err(); err != nil {
-			return fmt.Errorf("reading standard input: %w", err)
-		}
+		return publishLines(ctx, stdin, pub)
 	case cfg.stdin:
 		b, err := io.ReadAll(io.LimitReader(stdin, 65536))
 		if err != nil {
 			return fmt.Errorf("reading standard input: %w", err)
 		}
-		if err := pub(b); err != nil {
-			return err
-		}
+		return pub(b)
 	default:
-		if err := pub(cfg.message); err != nil {
-			return err
+		return pub(cfg.message)
+	}
+}
+
+// publishLines publishes each non-empty line of r until it ends, a publish
+// fails or ctx ends (Ctrl-C: a success when no publish was cut short). Lines are read in a goroutine of their own, so Ctrl-C
+// is not held up by a read that waits for input (tail -f).
+func publishLines(ctx context.Context, r io.Reader, pub func([]byte) error) error {
+	type line struct {
+		b   []byte
+		err error // set on the last one; io.EOF at the end of input
+	}
+	lines := make(chan line)
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		sc := bufio.NewScanner(r)
+		sc.Buffer(make([]byte, 0, 4096), 65535)
+		send := func(l line) bool {
+			select {
+			case lines <- l:
+				return true
+			case <-done:
+				return false
+			}
+		}
+		for sc.Scan() {
+			if len(sc.Bytes()) > 0 && !send(line{b: append([]byte(nil), sc.Bytes()...)}) {
+				return
+			}
+		}
+		err := sc.Err()
+		if err == nil {
+			err = io.EOF
+		}
+		send(line{err: err})
+	}()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil // Ctrl-C between lines: everything read was sent
+		case l := <-lines:
+			switch {
+			case errors.Is(l.err, io.EOF):
+				return nil
+			case l.err != nil:
+				return fmt.Errorf("reading standard input: %w", l.err)
+			}
+			if err := pub(l.b); err != nil {
+				return err
+			}
 		}
 	}
-	if connected {
-		if err := c.Disconnect(ctx); err != nil {
-			return fmt.Errorf("disconnect: %w", err)
-		}
-	}
-	return nil
 }
 
 // isSet reports whether the flag was given on the command line.

@@ -62,6 +62,9 @@ Flags:
 // exitTimeout is the exit status when -W runs out.
 const exitTimeout = 3
 
+// disconnectWait bounds the DISCONNECT after Ctrl-C.
+const disconnectWait = time.Second
+
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
@@ -246,8 +249,21 @@ func subscribe(ctx context.Context, cfg *config, stdout, stderr io.Writer) (int,
 	if err := c.Connect(ctx); err != nil {
 		return 1, fmt.Errorf("connect to %s: %w", cfg.addr, err)
 	}
+	// A failure once connected (a refused SUBSCRIBE, a failed wake-up)
+	// still says DISCONNECT, briefly; the normal exits do below.
+	disconnected := false
+	defer func() {
+		if !disconnected {
+			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), disconnectWait)
+			defer cancel()
+			_ = c.Disconnect(dctx)
+		}
+	}()
 	for _, f := range cfg.filters {
 		if err := c.Subscribe(ctx, f, cfg.qos, handler); err != nil {
+			if ctx.Err() != nil {
+				return 0, nil // Ctrl-C; the deferred DISCONNECT follows
+			}
 			return 1, fmt.Errorf("subscribe: %w", err)
 		}
 		debugf("subscribed to %s", displayTopic(f))
@@ -299,9 +315,17 @@ loop:
 			}
 		}
 	}
-	dctx, cancel := context.WithTimeout(context.Background(), cfg.retryInterval*time.Duration(max(cfg.opts.RetryCount, 0)+1))
+	// After Ctrl-C the DISCONNECT waits at most disconnectWait, so the
+	// command returns at once even when the gateway is gone; otherwise it
+	// is retransmitted like any request.
+	wait := cfg.retryInterval * time.Duration(max(cfg.opts.RetryCount, 0)+1)
+	if ctx.Err() != nil {
+		wait = disconnectWait
+	}
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), wait)
 	defer cancel()
-	if err := c.Disconnect(dctx); err != nil && code == 0 {
+	disconnected = true
+	if err := c.Disconnect(dctx); err != nil && code == 0 && ctx.Err() == nil {
 		return 1, fmt.Errorf("disconnect: %w", err)
 	}
 	return code, nil
