@@ -300,7 +300,7 @@ func (s *shard) connected(now time.Time, sess *session) {
 	sess.transition(sleepmgr.EvConnect)
 	s.g.stats.Connects.Add(1)
 	s.send(sess, &snpacket.Connack{ReturnCode: snpacket.Accepted})
-	sess.log.Info("connected", zap.Stringer("addr", sess.peer.addr), zap.Bool("clean", sess.clean),
+	sess.log.Info("connected", zap.String("transport", transportOf(sess.peer.addr)), zap.Stringer("addr", sess.peer.addr), zap.Bool("clean", sess.clean),
 		zap.Duration("keep_alive", sess.keepAlive), zap.Bool("will", sess.will != nil))
 	sess.supervise(now)
 	// What was in flight when the node went away goes out again first.

@@ -146,12 +146,19 @@ func TestBinaryServesAndStopsOnSIGTERM(t *testing.T) {
 	// The log line "gateway serving" names the bound address.
 	addrc := make(chan string, 1)
 	firstc := make(chan string, 1)
+	connectedc := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(stderr)
 		for first := true; sc.Scan(); first = false {
 			line := sc.Text()
 			if first {
 				firstc <- line
+			}
+			if strings.Contains(line, `"msg":"connected"`) {
+				select {
+				case connectedc <- line:
+				default:
+				}
 			}
 			if i := strings.Index(line, `"addrs":["`); i >= 0 && strings.Contains(line, "gateway serving") {
 				rest := line[i+len(`"addrs":["`):]
@@ -186,6 +193,16 @@ func TestBinaryServesAndStopsOnSIGTERM(t *testing.T) {
 	p, err := c.Receive(10 * time.Second)
 	if ca, ok := p.(*snpacket.Connack); err != nil || !ok || ca.ReturnCode != snpacket.Accepted {
 		t.Fatalf("CONNACK: %v %v", p, err)
+	}
+
+	// The "connected" line says which transport the node came over.
+	select {
+	case line := <-connectedc:
+		if !strings.Contains(line, `"transport":"udp"`) {
+			t.Errorf("connected line without the transport: %s", line)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("no \"connected\" log line")
 	}
 
 	// SIGHUP reloads; it must not stop the gateway.
