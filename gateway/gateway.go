@@ -69,6 +69,7 @@ type Gateway struct {
 	dests  []destination // ADVERTISE destinations
 	budget *sleepmgr.Budget
 	stats  Stats
+	gone   goneRing // recently lost or forgotten nodes
 
 	transports []Transport
 	shards     []*shard

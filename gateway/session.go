@@ -420,6 +420,7 @@ func (s *shard) onDisconnect(now time.Time, sess *session, d *snpacket.Disconnec
 func (s *shard) lose(now time.Time, sess *session, reason CloseReason) {
 	s.g.stats.Lost.Add(1)
 	s.g.stats.Closes[reason].Add(1)
+	s.noteLost(sess, reason)
 	sess.log.Info("lost", zap.Stringer("reason", reason), zap.Stringer("state", sess.state), zap.Bool("will", sess.will != nil))
 	sess.transition(sleepmgr.EvExpire)
 	sess.phase = phaseNone
@@ -448,6 +449,7 @@ func (s *shard) dropSession(sess *session) {
 	}
 	if s.sessions[sess.id] == sess {
 		delete(s.sessions, sess.id)
+		s.noteForgotten(sess)
 	}
 	sess.log.Debug("session forgotten")
 }
