@@ -29,6 +29,7 @@ type fakeSource struct {
 
 	mu      sync.Mutex
 	clients []gateway.ClientInfo
+	gone    []gateway.GoneNode
 	err     error
 }
 
@@ -77,6 +78,31 @@ func (f *fakeSource) Client(_ context.Context, id string) (gateway.ClientInfo, b
 		}
 	}
 	return gateway.ClientInfo{}, false, nil
+}
+
+func (f *fakeSource) QueryClients(ctx context.Context, q gateway.NodeQuery) (gateway.NodePage, error) {
+	cs, err := f.Clients(ctx)
+	if err != nil {
+		return gateway.NodePage{}, err
+	}
+	var p gateway.NodePage
+	for _, c := range cs {
+		if (q.State != "" && c.State != q.State) || !strings.Contains(strings.ToLower(c.ClientID), strings.ToLower(q.Search)) {
+			continue
+		}
+		p.Total++
+		if p.Total > q.Offset && len(p.Rows) < q.Limit {
+			p.Rows = append(p.Rows, gateway.NodeRow{ClientID: c.ClientID, State: c.State, Addr: c.Addr, Transport: c.Transport,
+				Buffered: c.Buffered, BufferedBytes: c.BufferedBytes, LastSeen: c.LastSeen, Traffic: c.Traffic})
+		}
+	}
+	return p, nil
+}
+
+func (f *fakeSource) RecentlyGone() []gateway.GoneNode {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]gateway.GoneNode(nil), f.gone...)
 }
 
 // start runs an admin server on 127.0.0.1:0 until the test ends and
@@ -239,7 +265,8 @@ func TestStatusPage(t *testing.T) {
 	if strings.Contains(body, "<script>") {
 		t.Error("ClientId not escaped")
 	}
-	for _, want := range []string{"&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;", "2.50 (2)", "1.00 (4)", "1 nodes", "1 active", "buffered 3 messages"} {
+	for _, want := range []string{"&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;", "down QoS 1: 2.50 (2)", "up QoS 0: 1.00 (4)", "1 nodes", "1 active", "buffered 3 messages",
+		`id="chart-in"`, `id="chart-out"`, `id="chart-drops"`, "no drops in the last hour", "Broker link", "unknown", "None since start."} {
 		if !strings.Contains(body, want) {
 			t.Errorf("page lacks %q:\n%s", want, body)
 		}

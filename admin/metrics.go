@@ -168,22 +168,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.returnCodes, st.ReturnCodes[i].Load(), name)
 	}
 
-	qos0, overflow, budget, tooLarge := st.BufferDroppedQoS0.Load(), st.BufferDroppedOverflow.Load(), st.BufferDroppedBudget.Load(), st.BufferDroppedTooLarge.Load()
-	for _, d := range []struct {
-		reason string
-		v      uint64
-	}{
-		{"inbox_full", st.InboxDropped.Load()},
-		{"no_session", st.NoSession.Load()},
-		{"buffer_qos0", qos0},
-		{"buffer_overflow", overflow},
-		{"buffer_budget", budget},
-		{"buffer_too_large", tooLarge},
-		{"buffer_other", sub(st.BufferDropped.Load(), qos0+overflow+budget+tooLarge)},
-		{"qos_minus_one", st.QoSMinusOneDrop.Load()},
-		{"forwarder_denied", st.ForwarderDenied.Load()},
-		{"identity_refused", st.IdentityRefused.Load()},
-	} {
+	for _, d := range dropCounts(st) {
 		counter(c.dropped, d.v, d.reason)
 	}
 
@@ -240,6 +225,30 @@ func (c *collector) collectNodes(gauge func(*prometheus.Desc, float64, ...string
 	gauge(c.bufMsgs, float64(cn.Buffered))
 	gauge(c.bufBytes, float64(cn.BufferedBytes))
 	gauge(c.inflight, float64(cn.InFlight))
+}
+
+// dropCount is one reason of mqttsn_dropped_total.
+type dropCount struct {
+	reason string
+	v      uint64
+}
+
+// dropCounts reads the drop counters by reason, for the metrics and the
+// status page's drop chart.
+func dropCounts(st *gateway.Stats) []dropCount {
+	qos0, overflow, budget, tooLarge := st.BufferDroppedQoS0.Load(), st.BufferDroppedOverflow.Load(), st.BufferDroppedBudget.Load(), st.BufferDroppedTooLarge.Load()
+	return []dropCount{
+		{"inbox_full", st.InboxDropped.Load()},
+		{"no_session", st.NoSession.Load()},
+		{"buffer_qos0", qos0},
+		{"buffer_overflow", overflow},
+		{"buffer_budget", budget},
+		{"buffer_too_large", tooLarge},
+		{"buffer_other", sub(st.BufferDropped.Load(), qos0+overflow+budget+tooLarge)},
+		{"qos_minus_one", st.QoSMinusOneDrop.Load()},
+		{"forwarder_denied", st.ForwarderDenied.Load()},
+		{"identity_refused", st.IdentityRefused.Load()},
+	}
 }
 
 // sub is a - b, or 0 if b > a (counters read one after the other).

@@ -17,9 +17,9 @@ import (
 // ("" for any), ordered by Sort, from Offset, at most Limit of them.
 type NodeQuery struct {
 	Search string
-	State  string   // "connecting", "active", "asleep", "awake", "lost", "disconnected" or ""
-	Sort   SortKey  // default SortClientID
-	Desc   bool     // descending
+	State  string  // "connecting", "active", "asleep", "awake", "lost", "disconnected" or ""
+	Sort   SortKey // default SortClientID
+	Desc   bool    // descending
 	Offset int     // nodes skipped
 	Limit  int     // page size; 0 or less means DefaultPageSize, capped at MaxPageSize
 }

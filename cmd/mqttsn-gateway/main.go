@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"os"
 	"os/signal"
 	"strings"
@@ -197,7 +198,7 @@ func serve(ctx context.Context, cfg *config.File, log *zap.Logger, lvl zap.Atomi
 		return err
 	}
 	if cfg.Admin.Listen != "" {
-		stopAdmin, err := startAdmin(cfg, g, up, dtlsTrs, &lvl, log.Named("admin"))
+		stopAdmin, err := startAdmin(cfg, ucfg.URL, g, up, dtlsTrs, &lvl, log.Named("admin"))
 		if err != nil {
 			_ = g.Shutdown(context.Background())
 			return err
@@ -243,12 +244,23 @@ wait:
 
 // startAdmin starts the admin HTTP listener; stop shuts it down and waits
 // for it.
-func startAdmin(fc *config.File, g *gateway.Gateway, up *upstream.Upstream, dtlsTrs []*dtlstransport.Transport, lvl *zap.AtomicLevel, log *zap.Logger) (stop func(), err error) {
+func startAdmin(fc *config.File, brokerURL string, g *gateway.Gateway, up *upstream.Upstream, dtlsTrs []*dtlstransport.Transport, lvl *zap.AtomicLevel, log *zap.Logger) (stop func(), err error) {
+	var listeners []admin.Listener
+	for i, a := range g.Addrs() {
+		if i < len(fc.Listen.UDP) {
+			listeners = append(listeners, admin.Listener{Transport: "udp", Addr: a.String()})
+		}
+	}
+	for _, t := range dtlsTrs {
+		listeners = append(listeners, admin.Listener{Transport: "dtls", Addr: t.LocalAddr().String()})
+	}
 	cfg := admin.Config{
-		Listen: fc.Admin.Listen,
-		Pprof:  fc.Admin.Pprof,
-		Mode:   "transparent", // one broker connection per node
-		Build:  buildinfo.Read(),
+		Listeners: listeners,
+		Broker:    redactURL(brokerURL),
+		Listen:    fc.Admin.Listen,
+		Pprof:     fc.Admin.Pprof,
+		Mode:      "transparent", // one broker connection per node
+		Build:     buildinfo.Read(),
 		// Link: the broker link probe (issue 11, broker.probe_interval)
 		// plugs in here; until then the status page says "unknown" and
 		// /readyz relies on BrokerCheck.
@@ -334,6 +346,15 @@ func newLogger(level, format string, w io.Writer) (*zap.Logger, zap.AtomicLevel,
 	}
 	core := zapcore.NewCore(enc, zapcore.AddSync(w), lvl)
 	return zap.New(core), lvl, nil
+}
+
+// redactURL hides a password in a URL ("mqtt://u:xxxxx@host:1883").
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return ""
+	}
+	return u.Redacted()
 }
 
 // watchCommand is a mosquitto_sub command that shows the embedded broker's
