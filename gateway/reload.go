@@ -12,7 +12,9 @@ import (
 // read it on every lookup; SetPredefined swaps the whole table at once, so
 // a lookup sees the old table or the new one, never a mix, and takes no
 // lock.
-type predefSet struct{ p atomic.Pointer[topicreg.Predefined] }
+type predefSet struct {
+	p atomic.Pointer[topicreg.Predefined]
+}
 
 // Name returns the topic name of a predefined id.
 func (s *predefSet) Name(id uint16) (string, bool) {
