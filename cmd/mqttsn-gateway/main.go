@@ -93,7 +93,29 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 0
 	}
 
+	// Flags override the file, at start and at every reload.
+	overrides := func(cfg *config.File) {
+		if *listen != "" {
+			cfg.Listen.UDP = strings.Split(*listen, ",")
+		}
+		if *brokerURL != "" {
+			cfg.Broker.URL = *brokerURL
+		}
+		if *embedded != "" {
+			cfg.EmbeddedBroker.Listen = *embedded
+		}
+		if *logLevel != "" {
+			cfg.Log.Level = *logLevel
+		}
+		if *logFormat != "" {
+			cfg.Log.Format = *logFormat
+		}
+		if *adminListen != "" {
+			cfg.Admin.Listen = *adminListen
+		}
+	}
 	cfg := config.Default()
+	var reread func() (*config.File, error) // nil: no file to re-read on SIGHUP
 	if *cfgPath != "" {
 		c, err := config.Load(*cfgPath)
 		if err != nil {
@@ -101,25 +123,17 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 		cfg = c
+		path := *cfgPath
+		reread = func() (*config.File, error) {
+			c, err := config.Load(path)
+			if err != nil {
+				return nil, err
+			}
+			overrides(c)
+			return c, c.Check()
+		}
 	}
-	if *listen != "" {
-		cfg.Listen.UDP = strings.Split(*listen, ",")
-	}
-	if *brokerURL != "" {
-		cfg.Broker.URL = *brokerURL
-	}
-	if *embedded != "" {
-		cfg.EmbeddedBroker.Listen = *embedded
-	}
-	if *logLevel != "" {
-		cfg.Log.Level = *logLevel
-	}
-	if *logFormat != "" {
-		cfg.Log.Format = *logFormat
-	}
-	if *adminListen != "" {
-		cfg.Admin.Listen = *adminListen
-	}
+	overrides(cfg)
 	err := cfg.Check()
 	if err == nil {
 		err = cfg.CheckStart()
@@ -140,7 +154,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := serve(ctx, cfg, log, lvl); err != nil {
+	if err := serve(ctx, cfg, log, lvl, reread); err != nil {
 		log.Error("gateway stopped", zap.Error(err))
 		return 1
 	}
@@ -148,8 +162,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 }
 
 // serve wires the parts together and runs until ctx ends. lvl is the
-// logger's level, which the admin listener can change.
-func serve(ctx context.Context, cfg *config.File, log *zap.Logger, lvl zap.AtomicLevel) error {
+// logger's level, which the admin listener and a reload can change;
+// reread, if not nil, reads the configuration again on SIGHUP.
+func serve(ctx context.Context, cfg *config.File, log *zap.Logger, lvl zap.AtomicLevel, reread func() (*config.File, error)) error {
 	ucfg := cfg.Upstream()
 	var embedded *broker.Broker
 	if ucfg.URL == "" {
@@ -213,6 +228,10 @@ func serve(ctx context.Context, cfg *config.File, log *zap.Logger, lvl zap.Atomi
 	log.Info("mqttsn-gateway starting", zap.Strings("udp", cfg.Listen.UDP), zap.Strings("dtls", cfg.Listen.DTLS), zap.String("broker", ucfg.URL))
 	errc := make(chan error, 1)
 	go func() { errc <- g.Serve(ctx) }()
+	rl := &reloader{running: cfg, reread: reread, target: g, lvl: lvl, log: log}
+	for _, t := range dtlsTrs {
+		rl.dtls = append(rl.dtls, t)
+	}
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -225,7 +244,7 @@ wait:
 			}
 			return err
 		case <-hup:
-			reload(dtlsTrs, log)
+			rl.reload()
 		case <-ctx.Done():
 			break wait
 		}
@@ -304,22 +323,6 @@ func startAdmin(fc *config.File, brokerURL string, g *gateway.Gateway, up *upstr
 		}
 		<-done
 	}, nil
-}
-
-// reload re-reads what can change without a restart (SIGHUP): the DTLS
-// pre-shared keys. A file with a mistake is refused and the old keys stay.
-func reload(dtlsTrs []*dtlstransport.Transport, log *zap.Logger) {
-	if len(dtlsTrs) == 0 {
-		log.Info("SIGHUP: nothing to reload")
-		return
-	}
-	for _, t := range dtlsTrs {
-		if err := t.Reload(); err != nil {
-			log.Error("SIGHUP: DTLS keys not reloaded, the old ones stay", zap.Error(err))
-			continue
-		}
-		log.Info("SIGHUP: DTLS keys reloaded", zap.Stringer("addr", t.LocalAddr()))
-	}
 }
 
 func newLogger(level, format string, w io.Writer) (*zap.Logger, zap.AtomicLevel, error) {

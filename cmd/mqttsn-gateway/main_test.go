@@ -133,7 +133,11 @@ func TestBinaryServesAndStopsOnSIGTERM(t *testing.T) {
 			t.Errorf("--version %q does not name commit %s", ver, short)
 		}
 	}
-	cmd := exec.Command(bin, "--listen", "127.0.0.1:0", "--embedded-broker", "127.0.0.1:0", "--log-format", "json")
+	cfgFile := filepath.Join(t.TempDir(), "gateway.yaml")
+	if err := os.WriteFile(cfgFile, []byte("log:\n  level: info\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "--config", cfgFile, "--listen", "127.0.0.1:0", "--embedded-broker", "127.0.0.1:0", "--log-format", "json")
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -147,12 +151,16 @@ func TestBinaryServesAndStopsOnSIGTERM(t *testing.T) {
 	addrc := make(chan string, 1)
 	firstc := make(chan string, 1)
 	connectedc := make(chan string, 1)
+	reloadc := make(chan string, 16)
 	go func() {
 		sc := bufio.NewScanner(stderr)
 		for first := true; sc.Scan(); first = false {
 			line := sc.Text()
 			if first {
 				firstc <- line
+			}
+			if strings.Contains(line, `"msg":"SIGHUP: configuration key`) {
+				reloadc <- line
 			}
 			if strings.Contains(line, `"msg":"connected"`) {
 				select {
@@ -205,9 +213,26 @@ func TestBinaryServesAndStopsOnSIGTERM(t *testing.T) {
 		t.Fatal("no \"connected\" log line")
 	}
 
-	// SIGHUP reloads; it must not stop the gateway.
+	// SIGHUP reloads; it must not stop the gateway. The predefined topics
+	// change at once; gateway_id needs a restart, which is said at warn.
+	if err := os.WriteFile(cfgFile, []byte("log:\n  level: info\npredefined_topics:\n  5: bin/five\ngateway_id: 2\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
+	}
+	for _, want := range []string{`"level":"info","ts":`, `"level":"warn"`} {
+		select {
+		case line := <-reloadc:
+			switch {
+			case strings.Contains(line, `"key":"predefined_topics"`) && strings.Contains(line, "reloaded") && strings.Contains(line, `"level":"info"`):
+			case strings.Contains(line, `"key":"gateway_id"`) && strings.Contains(line, "after a restart") && strings.Contains(line, `"level":"warn"`):
+			default:
+				t.Errorf("reload line %s", line)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatalf("no reload line (%s)", want)
+		}
 	}
 	if err := c.Send(&snpacket.PingReq{}); err != nil {
 		t.Fatal(err)
@@ -254,7 +279,7 @@ func TestEmbeddedBrokerFallsBackWhenDefaultPortTaken(t *testing.T) {
 	cfg.Listen.UDP = []string{"127.0.0.1:0"}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- serve(ctx, cfg, log, zap.NewAtomicLevel()) }()
+	go func() { done <- serve(ctx, cfg, log, zap.NewAtomicLevel(), nil) }()
 	for _, c := range []chan struct{}{fellBack, serving} {
 		select {
 		case <-c:
