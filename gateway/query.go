@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"cmp"
-	"container/heap"
 	"context"
 	"encoding/hex"
 	"slices"
@@ -73,9 +72,10 @@ type NodePage struct {
 	Rows  []NodeRow
 }
 
-// QueryClients answers one page of the node table. Each shard filters its
-// own sessions on its loop and hands back at most Offset+Limit rows, so a
-// page costs a pass over the sessions but never a copy of every node.
+// QueryClients answers one page of the node table. Each shard filters and
+// ranks its own sessions on its loop, keeping the best Offset+Limit in a
+// bounded heap, and builds rows for those only: a page costs one pass over
+// the sessions, never a copy of every node.
 func (g *Gateway) QueryClients(ctx context.Context, q NodeQuery) (NodePage, error) {
 	if q.Limit <= 0 {
 		q.Limit = DefaultPageSize
@@ -85,14 +85,14 @@ func (g *Gateway) QueryClients(ctx context.Context, q NodeQuery) (NodePage, erro
 	if !slices.Contains(SortKeys(), q.Sort) {
 		q.Sort = SortClientID
 	}
-	less := rowOrder(q.Sort, q.Desc)
+	order := fieldOrder(q.Sort, q.Desc)
 	keep := q.Offset + q.Limit
 	search := strings.ToLower(q.Search)
 	var page NodePage
-	all := topRows{less: less, n: keep}
+	all := top[NodeRow]{cmp: order, n: keep}
 	for _, s := range g.shards {
-		part, err := query(ctx, s, func() NodePage {
-			top := topRows{less: less, n: keep}
+		part, err := query(ctx, s, func() []ranked[NodeRow] {
+			best := top[*session]{cmp: order, n: keep}
 			total := 0
 			for _, sess := range s.sessions {
 				st := sess.stateName()
@@ -104,92 +104,133 @@ func (g *Gateway) QueryClients(ctx context.Context, q NodeQuery) (NodePage, erro
 					continue
 				}
 				total++
-				top.add(s.row(sess, st))
+				best.add(fieldsOf(sess, st), sess)
 			}
-			return NodePage{Total: total, Rows: top.rows}
+			out := make([]ranked[NodeRow], 0, len(best.items)+1)
+			for _, it := range best.items {
+				out = append(out, ranked[NodeRow]{f: it.f, v: s.row(it.v, it.f.state)})
+			}
+			// The count rides along as a last, empty entry.
+			return append(out, ranked[NodeRow]{f: sortFields{buffered: total}})
 		})
 		if err != nil {
 			return NodePage{}, err
 		}
-		page.Total += part.Total
-		for _, r := range part.Rows {
-			all.add(r)
+		page.Total += part[len(part)-1].f.buffered
+		for _, it := range part[:len(part)-1] {
+			all.add(it.f, it.v)
 		}
 	}
-	rows := all.sorted()
-	if q.Offset < len(rows) {
-		page.Rows = rows[q.Offset:]
+	ranked := all.sorted()
+	for i := q.Offset; i < len(ranked); i++ {
+		page.Rows = append(page.Rows, ranked[i].v)
 	}
 	return page, nil
 }
 
-// topRows keeps the n first rows by less seen so far: a heap whose root is
-// the last of them, so each row costs O(log n).
-type topRows struct {
-	less func(a, b *NodeRow) int
-	n    int
-	rows []NodeRow
+// sortFields are what the node table sorts by, read from a session
+// without allocating.
+type sortFields struct {
+	id, state   string
+	lastSeen    time.Time
+	buffered    int
+	dgIn, retrx uint64
 }
 
-func (t *topRows) Len() int           { return len(t.rows) }
-func (t *topRows) Less(i, j int) bool { return t.less(&t.rows[i], &t.rows[j]) > 0 } // the last on top
-func (t *topRows) Swap(i, j int)      { t.rows[i], t.rows[j] = t.rows[j], t.rows[i] }
-func (t *topRows) Push(x any)         { t.rows = append(t.rows, x.(NodeRow)) }
-func (t *topRows) Pop() any {
-	r := t.rows[len(t.rows)-1]
-	t.rows = t.rows[:len(t.rows)-1]
-	return r
+func fieldsOf(sess *session, state string) sortFields {
+	return sortFields{id: sess.id, state: state, lastSeen: sess.lastSeen, buffered: sess.queue.Len(),
+		dgIn: sess.traffic.DatagramsIn, retrx: sess.traffic.Retransmissions}
 }
 
-func (t *topRows) add(r NodeRow) {
-	if len(t.rows) < t.n {
-		heap.Push(t, r)
-		return
-	}
-	if t.less(&r, &t.rows[0]) < 0 {
-		t.rows[0] = r
-		heap.Fix(t, 0)
-	}
-}
-
-// sorted returns the rows in order.
-func (t *topRows) sorted() []NodeRow {
-	slices.SortFunc(t.rows, func(a, b NodeRow) int { return t.less(&a, &b) })
-	return t.rows
-}
-
-// rowOrder compares rows by key, then by ClientId (always ascending, so a
-// page boundary is well defined).
-func rowOrder(key SortKey, desc bool) func(a, b *NodeRow) int {
-	by := func(a, b *NodeRow) int {
+// fieldOrder compares by key, then by ClientId (ascending unless the key
+// is the ClientId itself, descending), so a page boundary is well defined.
+func fieldOrder(key SortKey, desc bool) func(a, b *sortFields) int {
+	by := func(a, b *sortFields) int {
 		switch key {
 		case SortState:
-			return cmp.Compare(a.State, b.State)
+			return cmp.Compare(a.state, b.state)
 		case SortLastSeen:
-			return a.LastSeen.Compare(b.LastSeen)
+			return a.lastSeen.Compare(b.lastSeen)
 		case SortBuffered:
-			return cmp.Compare(a.Buffered, b.Buffered)
+			return cmp.Compare(a.buffered, b.buffered)
 		case SortDatagramsIn:
-			return cmp.Compare(a.Traffic.DatagramsIn, b.Traffic.DatagramsIn)
+			return cmp.Compare(a.dgIn, b.dgIn)
 		case SortRetrans:
-			return cmp.Compare(a.Traffic.Retransmissions, b.Traffic.Retransmissions)
+			return cmp.Compare(a.retrx, b.retrx)
 		default:
 			return 0
 		}
 	}
-	return func(a, b *NodeRow) int {
+	return func(a, b *sortFields) int {
 		c := by(a, b)
 		if desc {
 			c = -c
 		}
 		if c == 0 {
-			c = cmp.Compare(a.ClientID, b.ClientID)
+			c = cmp.Compare(a.id, b.id)
 			if desc && key == SortClientID {
 				c = -c
 			}
 		}
 		return c
 	}
+}
+
+// ranked is a value with the fields it is ranked by.
+type ranked[T any] struct {
+	f sortFields
+	v T
+}
+
+// top keeps the n first items by cmp seen so far, in a heap whose root is
+// the last of them: each item costs O(log n) and nothing is boxed.
+type top[T any] struct {
+	cmp   func(a, b *sortFields) int
+	n     int
+	items []ranked[T]
+	cand  ranked[T]
+}
+
+func (t *top[T]) after(i, j int) bool { return t.cmp(&t.items[i].f, &t.items[j].f) > 0 }
+
+func (t *top[T]) add(f sortFields, v T) {
+	if len(t.items) < t.n {
+		t.items = append(t.items, ranked[T]{f, v})
+		for i := len(t.items) - 1; i > 0; { // up
+			p := (i - 1) / 2
+			if !t.after(i, p) {
+				break
+			}
+			t.items[i], t.items[p] = t.items[p], t.items[i]
+			i = p
+		}
+		return
+	}
+	t.cand = ranked[T]{f, v} // compared in place: &f would escape
+	if t.cmp(&t.cand.f, &t.items[0].f) >= 0 {
+		return // not better than the last kept
+	}
+	t.items[0] = t.cand
+	for i := 0; ; { // down
+		l, r, m := 2*i+1, 2*i+2, i
+		if l < len(t.items) && t.after(l, m) {
+			m = l
+		}
+		if r < len(t.items) && t.after(r, m) {
+			m = r
+		}
+		if m == i {
+			return
+		}
+		t.items[i], t.items[m] = t.items[m], t.items[i]
+		i = m
+	}
+}
+
+// sorted returns the items in order.
+func (t *top[T]) sorted() []ranked[T] {
+	slices.SortFunc(t.items, func(a, b ranked[T]) int { return t.cmp(&a.f, &b.f) })
+	return t.items
 }
 
 // stateName is the state operators see: "connecting" during the connect
