@@ -313,8 +313,11 @@ func startAdmin(fc *config.File, brokerURL string, g *gateway.Gateway, up *upstr
 			log.Error("admin listener stopped", zap.Error(err))
 		}
 	}()
-	log.Info("admin listener: status page, /metrics, /healthz, /readyz, /api/clients, /loglevel",
-		zap.String("url", "http://"+srv.Addr().String()+"/"))
+	endpoints := "status page, /metrics, /healthz, /readyz, /api/clients, /api/gone, /loglevel"
+	if cfg.Pprof {
+		endpoints += ", /debug/pprof"
+	}
+	log.Info("admin listener: "+endpoints, zap.String("url", "http://"+srv.Addr().String()+"/"))
 	return func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()

@@ -38,8 +38,15 @@ type reloader struct {
 	log     *zap.Logger
 }
 
-// reloadable are the keys a reload applies.
-var reloadable = map[string]bool{"log.level": true, "predefined_topics": true, "forwarders.allow": true} //nolint:gochecknoglobals // constant table
+// reloadable reports whether a reload applies key (see apply).
+func reloadable(key string) bool {
+	switch key {
+	case "log.level", "predefined_topics", "forwarders.allow":
+		return true
+	default:
+		return false
+	}
+}
 
 func (r *reloader) reload() {
 	r.reloadKeys()
@@ -60,7 +67,7 @@ func (r *reloader) reload() {
 		return
 	}
 	for _, key := range changed {
-		if !reloadable[key] {
+		if !reloadable(key) {
 			r.log.Warn("SIGHUP: configuration key changed: it takes effect after a restart", zap.String("key", key))
 			continue
 		}

@@ -8,15 +8,13 @@ import (
 	"strings"
 )
 
-// notFound matches yaml's "field urll not found in type struct { ... }".
-var notFound = regexp.MustCompile(`field (\S+) not found in type`) //nolint:gochecknoglobals // compiled once, read only
-
 // unknownKey says which key is unknown, where, and what was probably meant:
 // `line 3: unknown key "urll" in broker: did you mean "url"?`.
 func unknownKey(line int, path, yamlMsg string) error {
 	parts := strings.Split(path, ".")
 	key := parts[len(parts)-1]
-	if m := notFound.FindStringSubmatch(yamlMsg); m != nil {
+	// yaml says "field urll not found in type struct { ... }".
+	if m := regexp.MustCompile(`field (\S+) not found in type`).FindStringSubmatch(yamlMsg); m != nil {
 		key = m[1]
 	}
 	parent := strings.Join(parts[:len(parts)-1], ".")
