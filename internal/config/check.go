@@ -3,10 +3,19 @@ package config
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/netip"
 	"strings"
 )
+
+// permissionHint says how to fix a file the gateway may not read.
+func permissionHint(err error) string {
+	if !errors.Is(err, fs.ErrPermission) {
+		return ""
+	}
+	return " (make it readable by the user the gateway runs as; with deploy/mqttsn-gateway.service: chgrp mqttsn-gateway FILE && chmod 0640 FILE)"
+}
 
 // checkBrokerURL catches the URL mistakes whose messages from net/url read
 // like Go internals: a host:port without a scheme.
@@ -28,7 +37,7 @@ func (c *File) CheckStart() error {
 	if len(c.Listen.DTLS) > 0 {
 		// One set of files serves every DTLS listener: check it once.
 		if err := c.DTLSConfigs()[0].CheckFiles(); err != nil {
-			errs = append(errs, err)
+			errs = append(errs, fmt.Errorf("%w%s", err, permissionHint(err)))
 		}
 	}
 	errs = append(errs, c.checkListeners()...)

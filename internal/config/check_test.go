@@ -7,6 +7,8 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"fmt"
+	"io/fs"
 	"math/big"
 	"os"
 	"path/filepath"
@@ -139,5 +141,16 @@ func TestUnknownKeyReadsLikeEnglish(t *testing.T) {
 	}
 	if KnownKeys("nope") != nil {
 		t.Error("KnownKeys of an unknown section")
+	}
+}
+
+// A file the service may not read says how to fix it.
+func TestPermissionHint(t *testing.T) {
+	err := fmt.Errorf("dtls: dtls.psk_file: %w", &os.PathError{Op: "open", Path: "/etc/mqttsn-gateway/psk.txt", Err: fs.ErrPermission})
+	if h := permissionHint(err); !strings.Contains(h, "chgrp mqttsn-gateway FILE && chmod 0640 FILE") {
+		t.Errorf("hint %q", h)
+	}
+	if h := permissionHint(os.ErrNotExist); h != "" {
+		t.Errorf("hint for a missing file: %q", h)
 	}
 }

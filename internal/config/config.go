@@ -148,7 +148,7 @@ func (l *StringList) UnmarshalYAML(n *yaml.Node) error {
 func Load(path string) (*File, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("config: %w", err)
+		return nil, fmt.Errorf("config: %w%s", err, permissionHint(err))
 	}
 	c, err := parse(data, filepath.Dir(path))
 	if err != nil {
