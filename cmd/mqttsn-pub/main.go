@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -75,6 +76,7 @@ type config struct {
 	stdin, lines  bool
 	debug         bool
 	retryInterval time.Duration
+	hint          string // said after a failed DTLS handshake
 }
 
 // parse reads the flags; it returns a nil config and an exit code when
@@ -163,6 +165,7 @@ func parse(args []string, stdout, stderr io.Writer) (*config, int) {
 		return bad("a will needs a connection, and QoS -1 publishes without one")
 	}
 	cfg.addr = net.JoinHostPort(*host, strconv.Itoa(*port))
+	cfg.hint = dtlsFlags.ServerNameHint(*host)
 	cfg.topic = *topic
 	if *topicID != 0 {
 		cfg.topic = snclient.PredefinedID(uint16(*topicID))
@@ -202,6 +205,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 	if err := publish(ctx, cfg, stdin, stderr); err != nil {
 		fmt.Fprintln(stderr, "mqttsn-pub:", err)
+		if cfg.hint != "" && strings.Contains(err.Error(), "handshake") {
+			fmt.Fprintln(stderr, "mqttsn-pub:", cfg.hint)
+		}
 		return 1
 	}
 	return 0

@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -85,6 +86,7 @@ type config struct {
 	wakeEvery     time.Duration
 	debug         bool
 	retryInterval time.Duration
+	hint          string // said after a failed DTLS handshake
 }
 
 // parse reads the flags; it returns a nil config and an exit code when
@@ -167,6 +169,7 @@ func parse(args []string, stdout, stderr io.Writer) (*config, int) {
 		return bad("--wake-every %v must be shorter than --sleep %v, or the gateway considers the node lost", cfg.wakeEvery, cfg.sleep)
 	}
 	cfg.addr = net.JoinHostPort(*host, strconv.Itoa(*port))
+	cfg.hint = dtlsFlags.ServerNameHint(*host)
 	cfg.filters = topics
 	for _, id := range ids {
 		cfg.filters = append(cfg.filters, snclient.PredefinedID(id))
@@ -204,6 +207,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	code, err := subscribe(ctx, cfg, stdout, stderr)
 	if err != nil {
 		fmt.Fprintln(stderr, "mqttsn-sub:", err)
+		if cfg.hint != "" && strings.Contains(err.Error(), "handshake") {
+			fmt.Fprintln(stderr, "mqttsn-sub:", cfg.hint)
+		}
 	}
 	return code
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"flag"
+	"net"
 	"os"
 
 	"github.com/mqttsn-gateway/mqttsn-gateway/snclient"
@@ -121,6 +122,16 @@ func (f *DTLSFlags) ClientID() string {
 		return c.Subject.CommonName
 	}
 	return ""
+}
+
+// ServerNameHint is what to say after a failed certificate handshake with
+// a gateway given by IP address and no --server-name: the certificate
+// names the gateway by name (and pion sends no usable SNI for an address).
+func (f *DTLSFlags) ServerNameHint(host string) string {
+	if !f.Enabled || f.PSKIdentity != "" || f.Insecure || f.ServerName != "" || net.ParseIP(host) == nil {
+		return ""
+	}
+	return "-h is an IP address: give --server-name with the name the gateway's certificate carries (e.g. --server-name gateway.example)"
 }
 
 // IsSet reports whether the flag was given on the command line.
