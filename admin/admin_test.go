@@ -179,6 +179,10 @@ func TestHealthAndReadiness(t *testing.T) {
 	if code, body := get(t, base+"/readyz"); code != 503 || !strings.Contains(body, "broker: connection refused") {
 		t.Errorf("/readyz with the broker down: %d %q", code, body)
 	}
+	// The status page says so too (it said "Serving").
+	if _, body := get(t, base+"/"); !strings.Contains(body, `<span class="err">Not ready</span>: broker: connection refused`) {
+		t.Error("status page with the broker down does not say not ready")
+	}
 }
 
 // stoppingSource is a source that has begun to shut down.
