@@ -16,11 +16,11 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
-	"go.uber.org/zap/zaptest"
 
 	"github.com/mqttsn-gateway/mqttsn-gateway/admin"
 	"github.com/mqttsn-gateway/mqttsn-gateway/gateway"
 	"github.com/mqttsn-gateway/mqttsn-gateway/internal/testbroker"
+	"github.com/mqttsn-gateway/mqttsn-gateway/internal/testgw"
 	sn "github.com/mqttsn-gateway/mqttsn-gateway/snpacket"
 	"github.com/mqttsn-gateway/mqttsn-gateway/upstream"
 )
@@ -38,7 +38,7 @@ type adminEnv struct {
 func runAdminGateway(t *testing.T, tg testbroker.Target) *adminEnv {
 	t.Helper()
 	up, err := upstream.New(upstream.Config{URL: tg.URL, ReconnectBackoffMin: 50 * time.Millisecond, ReconnectBackoffMax: 500 * time.Millisecond},
-		zaptest.NewLogger(t).Named("upstream"))
+		testgw.Logger(t).Named("upstream"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,7 +50,7 @@ func runAdminGateway(t *testing.T, tg testbroker.Target) *adminEnv {
 		Broker:      tg.URL,
 		BrokerCheck: up.Ping,
 		Upstream:    func() admin.UpstreamStats { return admin.UpstreamStats(up.Stats()) },
-	}, e.GW, zaptest.NewLogger(t).Named("admin"))
+	}, e.GW, testgw.Logger(t).Named("admin"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -41,52 +41,74 @@ type cdpMessage struct {
 	} `json:"error,omitempty"`
 }
 
-// startBrowser starts chromium with a page of width × 800 CSS pixels.
+// startBrowser starts chromium with a page of width × 800 CSS pixels. A
+// chromium that dies while starting (seen once on a loaded machine, with
+// nothing on stderr) is started again, twice at most.
 func startBrowser(t *testing.T, ctx context.Context, chromium string, width int) *browser {
+	t.Helper()
+	var err error
+	for range 3 {
+		var b *browser
+		if b, err = launch(t, ctx, chromium, width); err == nil {
+			return b
+		}
+		t.Logf("chromium did not start: %v", err)
+	}
+	t.Fatalf("chromium: %v", err)
+	return nil
+}
+
+func launch(t *testing.T, ctx context.Context, chromium string, width int) (*browser, error) {
 	t.Helper()
 	toChrome, ourEnd, err := os.Pipe()
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	fromChrome, chromeEnd, err := os.Pipe()
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	cmd := exec.CommandContext(ctx, chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
 		"--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
-		"--hide-scrollbars", fmt.Sprintf("--window-size=%d,800", width),
+		"--disable-dev-shm-usage", "--hide-scrollbars", fmt.Sprintf("--window-size=%d,800", width),
 		"--user-data-dir="+t.TempDir(), "--remote-debugging-pipe", "about:blank")
 	cmd.ExtraFiles = []*os.File{toChrome, chromeEnd} // fds 3 and 4
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
+	stderr := &syncBuffer{}
+	cmd.Stderr = stderr
 	cmd.WaitDelay = 5 * time.Second
 	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	_ = toChrome.Close()
 	_ = chromeEnd.Close()
 	b := &browser{t: t, cmd: cmd, w: ourEnd, waiting: map[int]chan cdpMessage{}, events: make(chan cdpMessage, 256)}
 	go b.read(fromChrome)
-	t.Cleanup(func() {
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	stop := func() {
 		_ = ourEnd.Close() // chromium exits when its pipe closes
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
 		select {
-		case <-done:
+		case <-exited:
 		case <-time.After(10 * time.Second):
 			_ = cmd.Process.Kill()
-			<-done
+			<-exited
 		}
 		_ = fromChrome.Close()
-		if t.Failed() {
-			t.Logf("chromium stderr:\n%s", stderr.String())
-		}
-	})
+	}
 
 	var target struct {
 		TargetID string `json:"targetId"`
 	}
-	b.call("", "Target.createTarget", map[string]any{"url": "about:blank"}, &target)
+	if err := b.callErr("", "Target.createTarget", map[string]any{"url": "about:blank"}, &target); err != nil {
+		stop()
+		return nil, fmt.Errorf("%w; stderr: %s", err, stderr.String())
+	}
+	t.Cleanup(func() {
+		stop()
+		if t.Failed() {
+			t.Logf("chromium stderr:\n%s", stderr.String())
+		}
+	})
 	var att struct {
 		SessionID string `json:"sessionId"`
 	}
@@ -94,7 +116,7 @@ func startBrowser(t *testing.T, ctx context.Context, chromium string, width int)
 	b.session = att.SessionID
 	b.call(b.session, "Emulation.setDeviceMetricsOverride", map[string]any{"width": width, "height": 800, "deviceScaleFactor": 1, "mobile": false}, nil)
 	b.call(b.session, "Page.enable", nil, nil)
-	return b
+	return b, nil
 }
 
 func (b *browser) read(r *os.File) {
@@ -134,6 +156,12 @@ func (b *browser) read(r *os.File) {
 // call sends a command and decodes its result into out (if not nil).
 func (b *browser) call(session, method string, params any, out any) {
 	b.t.Helper()
+	if err := b.callErr(session, method, params, out); err != nil {
+		b.t.Fatalf("chromium: %v", err)
+	}
+}
+
+func (b *browser) callErr(session, method string, params any, out any) error {
 	b.mu.Lock()
 	b.nextID++
 	id := b.nextID
@@ -149,26 +177,26 @@ func (b *browser) call(session, method string, params any, out any) {
 	}
 	msg, err := json.Marshal(req)
 	if err != nil {
-		b.t.Fatal(err)
+		return err
 	}
 	if _, err := b.w.Write(append(msg, 0)); err != nil {
-		b.t.Fatalf("chromium: %s: %v", method, err)
+		return fmt.Errorf("%s: %w", method, err)
 	}
 	select {
 	case m, ok := <-ch:
-		if !ok {
-			b.t.Fatalf("chromium: %s: pipe closed", method)
-		}
-		if m.Error != nil {
-			b.t.Fatalf("chromium: %s: %s", method, m.Error.Message)
-		}
-		if out != nil {
+		switch {
+		case !ok:
+			return fmt.Errorf("%s: pipe closed", method)
+		case m.Error != nil:
+			return fmt.Errorf("%s: %s", method, m.Error.Message)
+		case out != nil:
 			if err := json.Unmarshal(m.Result, out); err != nil {
-				b.t.Fatalf("chromium: %s: %v", method, err)
+				return fmt.Errorf("%s: %w", method, err)
 			}
 		}
+		return nil
 	case <-time.After(Wait):
-		b.t.Fatalf("chromium: no answer to %s", method)
+		return fmt.Errorf("no answer to %s", method)
 	}
 }
 
@@ -214,4 +242,22 @@ func (b *browser) eval(expr string, out any) {
 	if err := json.Unmarshal(res.Result.Value, out); err != nil {
 		b.t.Fatalf("chromium: %s: value %s: %v", expr, res.Result.Value, err)
 	}
+}
+
+// syncBuffer collects chromium's stderr, written by exec's goroutine.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
