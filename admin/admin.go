@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -24,6 +25,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/mqttsn-gateway/mqttsn-gateway/gateway"
+	"github.com/mqttsn-gateway/mqttsn-gateway/internal/buildinfo"
 )
 
 // Source is what the admin listener reads. *gateway.Gateway satisfies it.
@@ -32,6 +34,8 @@ type Source interface {
 	Clients(ctx context.Context) ([]gateway.ClientInfo, error)
 	Census(ctx context.Context) (gateway.Census, error)
 	Client(ctx context.Context, clientID string) (gateway.ClientInfo, bool, error)
+	QueryClients(ctx context.Context, q gateway.NodeQuery) (gateway.NodePage, error)
+	RecentlyGone() []gateway.GoneNode
 	Ready() <-chan struct{}
 }
 
@@ -63,20 +67,61 @@ type DTLSStats struct {
 	Established         int64  // gauge: established connections
 }
 
+// LinkStatus is the state of the gateway's own link to the broker, as a
+// readiness probe sees it (a real MQTT CONNECT with the gateway's
+// credentials, repeated every broker.probe_interval).
+type LinkStatus struct {
+	Up        bool
+	Protocol  string    // MQTT version negotiated: "5", "3.1.1", or "" if unknown
+	LastError string    // why the last probe failed ("" when Up)
+	Since     time.Time // when Up last changed
+	Checked   time.Time // when the last probe finished
+}
+
+// Listener is one of the gateway's listeners.
+type Listener struct {
+	Transport string // "udp", "dtls"
+	Addr      string
+}
+
 // Config configures the admin listener. Only Listen is required.
 type Config struct {
 	// Listen is the TCP address to serve on, e.g. 127.0.0.1:9184.
 	Listen string
 	// Level, if set, is served at /loglevel: GET shows it, PUT changes it
-	// ({"level":"debug"}).
+	// ({"level":"debug"} as JSON or as curl -d sends it, level=debug, or
+	// debug).
 	Level *zap.AtomicLevel
 	// BrokerCheck, if set, must succeed for /readyz to report ready (for
 	// example upstream.(*Upstream).Ping).
 	BrokerCheck func(ctx context.Context) error
+	// Link, if set, reports the broker link's state: the status page shows
+	// it (nil: "unknown"), and /readyz answers 503 with LastError while it
+	// is down. It must return quickly: it is called on every request.
+	Link func() LinkStatus
+	// Mode is the gateway's bridging mode, shown on the status page
+	// ("transparent": one broker connection per node).
+	Mode string
+	// Build is the running build, shown on the status page and exported as
+	// mqttsn_build_info (zero: buildinfo.Read()).
+	Build buildinfo.Info
+	// Listeners are the gateway's listeners, shown on the status page.
+	Listeners []Listener
+	// Broker names the broker the gateway bridges to (a URL without its
+	// password), shown on the status page.
+	Broker string
+	// Started is when the gateway started, for the uptime (zero: when New
+	// was called).
+	Started time.Time
+	// SampleInterval is how often the status page's rate charts sample
+	// the counters (default 10s; the charts span the last hour).
+	SampleInterval time.Duration
 	// Upstream, if set, reports the broker connections' counters.
 	Upstream func() UpstreamStats
 	// DTLS, if set, reports the DTLS listener's handshake counters.
 	DTLS func() DTLSStats
+	// Pprof serves the Go profiler (net/http/pprof) at /debug/pprof/.
+	Pprof bool
 	// CheckTimeout bounds BrokerCheck and the node snapshots taken for a
 	// request or a scrape (default 5s).
 	CheckTimeout time.Duration
@@ -87,12 +132,18 @@ const DefaultCheckTimeout = 5 * time.Second
 
 // Server is the admin HTTP listener.
 type Server struct {
-	cfg  Config
-	src  Source
-	log  *zap.Logger
-	ln   net.Listener
-	srv  *http.Server
-	page *pageRenderer
+	cfg   Config
+	src   Source
+	log   *zap.Logger
+	ln    net.Listener
+	srv   *http.Server
+	page  *pageRenderer
+	rates *sampler
+
+	mu     sync.Mutex    // guards closed, and orders wg.Add before wg.Wait
+	closed bool          // Shutdown was called
+	quit   chan struct{} // closed by Shutdown: stops the sampler
+	wg     sync.WaitGroup
 }
 
 // New validates cfg, binds cfg.Listen and builds the handlers. Call Serve
@@ -107,6 +158,15 @@ func New(cfg Config, src Source, log *zap.Logger) (*Server, error) {
 	if cfg.CheckTimeout <= 0 {
 		cfg.CheckTimeout = DefaultCheckTimeout
 	}
+	if cfg.Build.Version == "" {
+		cfg.Build = buildinfo.Read()
+	}
+	if cfg.Started.IsZero() {
+		cfg.Started = time.Now()
+	}
+	if cfg.SampleInterval <= 0 {
+		cfg.SampleInterval = DefaultSampleInterval
+	}
 	if log == nil {
 		log = zap.NewNop()
 	}
@@ -114,7 +174,9 @@ func New(cfg Config, src Source, log *zap.Logger) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("admin.listen %q: %w", cfg.Listen, err)
 	}
-	s := &Server{cfg: cfg, src: src, log: log, ln: ln, page: newPageRenderer()}
+	s := &Server{cfg: cfg, src: src, log: log, ln: ln, page: newPageRenderer(),
+		rates: newSampler(src.Stats(), cfg.SampleInterval), quit: make(chan struct{})}
+	s.rates.take(time.Now()) // the charts' first point
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
@@ -132,15 +194,22 @@ func New(cfg Config, src Source, log *zap.Logger) (*Server, error) {
 	mux.HandleFunc("GET /readyz", s.readyz)
 	mux.HandleFunc("GET /api/clients", s.clients)
 	mux.HandleFunc("GET /api/clients/{id...}", s.client)
+	mux.HandleFunc("GET /api/gone", s.gone)
 	mux.HandleFunc("GET /{$}", s.status)
 	if cfg.Level != nil {
-		mux.Handle("/loglevel", http.MaxBytesHandler(cfg.Level, 1<<10))
+		mux.Handle("/loglevel", levelHandler(cfg.Level))
+	}
+	writeTimeout := 30 * time.Second
+	if cfg.Pprof {
+		registerPprof(mux)
+		// Room for the default 30 s CPU profile and traces up to 110 s.
+		writeTimeout = 2 * time.Minute
 	}
 	s.srv = &http.Server{
 		Handler:           securityHeaders(mux),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       10 * time.Second,
-		WriteTimeout:      30 * time.Second,
+		WriteTimeout:      writeTimeout,
 		IdleTimeout:       60 * time.Second,
 		MaxHeaderBytes:    16 << 10,
 		ErrorLog:          zap.NewStdLog(log),
@@ -154,6 +223,12 @@ func (s *Server) Addr() net.Addr { return s.ln.Addr() }
 // Serve answers requests until Shutdown. It returns nil after Shutdown.
 func (s *Server) Serve() error {
 	s.log.Info("admin listener serving", zap.Stringer("addr", s.ln.Addr()))
+	s.mu.Lock()
+	if !s.closed {
+		s.wg.Add(1)
+		go func() { defer s.wg.Done(); s.rates.run(s.quit) }()
+	}
+	s.mu.Unlock()
 	if err := s.srv.Serve(s.ln); !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("admin: %w", err)
 	}
@@ -163,8 +238,15 @@ func (s *Server) Serve() error {
 // Shutdown stops the listener and waits for requests in progress until ctx
 // ends. It is safe to call before Serve and more than once.
 func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	if !s.closed {
+		s.closed = true
+		close(s.quit)
+	}
+	s.mu.Unlock()
 	err := s.srv.Shutdown(ctx)
 	_ = s.ln.Close() // Serve may never have been called
+	s.wg.Wait()
 	return err
 }
 
@@ -211,6 +293,15 @@ func (s *Server) ready(ctx context.Context) error {
 		default:
 		}
 	}
+	if s.cfg.Link != nil {
+		if l := s.cfg.Link(); !l.Up {
+			reason := l.LastError
+			if reason == "" {
+				reason = "no successful probe yet"
+			}
+			return fmt.Errorf("broker link down: %s", reason)
+		}
+	}
 	if s.cfg.BrokerCheck == nil {
 		return nil
 	}
@@ -249,6 +340,15 @@ func (s *Server) client(w http.ResponseWriter, r *http.Request) {
 	default:
 		writeJSON(w, c)
 	}
+}
+
+// gone lists the recently lost or forgotten nodes, newest first.
+func (s *Server) gone(w http.ResponseWriter, _ *http.Request) {
+	g := s.src.RecentlyGone()
+	if g == nil {
+		g = []gateway.GoneNode{}
+	}
+	writeJSON(w, g)
 }
 
 func writeJSON(w http.ResponseWriter, v any) {

@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/mqttsn-gateway/mqttsn-gateway/gateway"
+	"github.com/mqttsn-gateway/mqttsn-gateway/internal/buildinfo"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -28,6 +29,7 @@ type fakeSource struct {
 
 	mu      sync.Mutex
 	clients []gateway.ClientInfo
+	gone    []gateway.GoneNode
 	err     error
 }
 
@@ -76,6 +78,31 @@ func (f *fakeSource) Client(_ context.Context, id string) (gateway.ClientInfo, b
 		}
 	}
 	return gateway.ClientInfo{}, false, nil
+}
+
+func (f *fakeSource) QueryClients(ctx context.Context, q gateway.NodeQuery) (gateway.NodePage, error) {
+	cs, err := f.Clients(ctx)
+	if err != nil {
+		return gateway.NodePage{}, err
+	}
+	var p gateway.NodePage
+	for _, c := range cs {
+		if (q.State != "" && c.State != q.State) || !strings.Contains(strings.ToLower(c.ClientID), strings.ToLower(q.Search)) {
+			continue
+		}
+		p.Total++
+		if p.Total > q.Offset && len(p.Rows) < q.Limit {
+			p.Rows = append(p.Rows, gateway.NodeRow{ClientID: c.ClientID, State: c.State, Addr: c.Addr, Transport: c.Transport,
+				Buffered: c.Buffered, BufferedBytes: c.BufferedBytes, LastSeen: c.LastSeen, Traffic: c.Traffic})
+		}
+	}
+	return p, nil
+}
+
+func (f *fakeSource) RecentlyGone() []gateway.GoneNode {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]gateway.GoneNode(nil), f.gone...)
 }
 
 // start runs an admin server on 127.0.0.1:0 until the test ends and
@@ -151,6 +178,10 @@ func TestHealthAndReadiness(t *testing.T) {
 	mu.Unlock()
 	if code, body := get(t, base+"/readyz"); code != 503 || !strings.Contains(body, "broker: connection refused") {
 		t.Errorf("/readyz with the broker down: %d %q", code, body)
+	}
+	// The status page says so too (it said "Serving").
+	if _, body := get(t, base+"/"); !strings.Contains(body, `<span class="err">Not ready</span>: broker: connection refused`) {
+		t.Error("status page with the broker down does not say not ready")
 	}
 }
 
@@ -238,7 +269,8 @@ func TestStatusPage(t *testing.T) {
 	if strings.Contains(body, "<script>") {
 		t.Error("ClientId not escaped")
 	}
-	for _, want := range []string{"&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;", "2.50 (2)", "1.00 (4)", "1 nodes", "1 active", "buffered 3 messages"} {
+	for _, want := range []string{"&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;", "down QoS 1: 2.50 (2)", "up QoS 0: 1.00 (4)", "1 nodes", "1 active", "buffered 3 messages",
+		`id="chart-in"`, `id="chart-out"`, `id="chart-drops"`, "no drops in the last hour", "Broker link", "unknown", "None since start."} {
 		if !strings.Contains(body, want) {
 			t.Errorf("page lacks %q:\n%s", want, body)
 		}
@@ -263,6 +295,33 @@ func TestLogLevel(t *testing.T) {
 	if code, body := do(t, http.MethodPut, base+"/loglevel", `{"level":"debug"}`); code != 200 || lvl.Level() != zap.DebugLevel {
 		t.Errorf("PUT: %d %q, level %v", code, body, lvl.Level())
 	}
+	// README's command: curl -X PUT -d '{"level":"debug"}' sends the JSON
+	// with a form content type.
+	for _, c := range []struct{ ctype, body string }{
+		{"application/x-www-form-urlencoded", `{"level":"warn"}`},
+		{"application/json", `{"level":"error"}`},
+		{"application/x-www-form-urlencoded", `level=info`},
+		{"text/plain", "warn\n"},
+	} {
+		req, err := http.NewRequest(http.MethodPut, base+"/loglevel", strings.NewReader(c.body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", c.ctype)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.Contains(string(b), lvl.Level().String()) {
+			t.Errorf("PUT %s %q: %d %s", c.ctype, c.body, resp.StatusCode, b)
+		}
+	}
+	if lvl.Level() != zap.WarnLevel {
+		t.Errorf("level %v after the PUTs, want warn", lvl.Level())
+	}
+	lvl.SetLevel(zap.DebugLevel)
 	if code, _ := do(t, http.MethodPut, base+"/loglevel", `{"level":"loud"}`); code != 400 || lvl.Level() != zap.DebugLevel {
 		t.Errorf("bad PUT: %d, level %v", code, lvl.Level())
 	}
@@ -289,5 +348,52 @@ func TestNewErrors(t *testing.T) {
 		if err := s.Shutdown(context.Background()); err != nil {
 			t.Errorf("Shutdown: %v", err)
 		}
+	}
+}
+
+// /debug/pprof exists only with Config.Pprof.
+func TestPprof(t *testing.T) {
+	_, off := start(t, Config{}, newFake())
+	if code, _ := get(t, off+"/debug/pprof/"); code != http.StatusNotFound {
+		t.Errorf("pprof off: %d", code)
+	}
+	_, on := start(t, Config{Pprof: true}, newFake())
+	if code, body := get(t, on+"/debug/pprof/"); code != 200 || !strings.Contains(body, "goroutine") {
+		t.Errorf("pprof index: %d %.200s", code, body)
+	}
+	if code, body := get(t, on+"/debug/pprof/goroutine?debug=1"); code != 200 || !strings.Contains(body, "goroutine profile") {
+		t.Errorf("goroutine profile: %d %.200s", code, body)
+	}
+	if code, _ := get(t, on+"/debug/pprof/cmdline"); code != 200 {
+		t.Errorf("cmdline: %d", code)
+	}
+}
+
+// With a Link, /readyz follows the broker link probe and says why it is
+// down.
+func TestReadyzFollowsLink(t *testing.T) {
+	src := newFake()
+	close(src.ready)
+	var mu sync.Mutex
+	link := LinkStatus{Up: false, LastError: "not authorized (0x87): check broker.username and broker.password"}
+	_, base := start(t, Config{Link: func() LinkStatus { mu.Lock(); defer mu.Unlock(); return link }}, src)
+	if code, body := get(t, base+"/readyz"); code != 503 || !strings.Contains(body, "not authorized (0x87)") {
+		t.Errorf("/readyz with the link down: %d %q", code, body)
+	}
+	mu.Lock()
+	link = LinkStatus{Up: true, Protocol: "5", Since: time.Now()}
+	mu.Unlock()
+	if code, body := get(t, base+"/readyz"); code != 200 {
+		t.Errorf("/readyz with the link up: %d %q", code, body)
+	}
+}
+
+func TestBuildInfoMetric(t *testing.T) {
+	b := buildinfo.Info{Version: "v1.2.3", Revision: "abc", Time: "2026-11-30T10:00:00Z", Modified: true, GoVersion: "go1.26.8"}
+	_, base := start(t, Config{Build: b}, newFake())
+	_, body := get(t, base+"/metrics")
+	want := `mqttsn_build_info{goversion="go1.26.8",modified="true",revision="abc",vcs_time="2026-11-30T10:00:00Z",version="v1.2.3"} 1`
+	if !strings.Contains(body, want) {
+		t.Errorf("/metrics lacks %s", want)
 	}
 }

@@ -2,6 +2,7 @@ package admin
 
 import (
 	"context"
+	"strconv"
 	"strings"
 	"time"
 
@@ -9,6 +10,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/mqttsn-gateway/mqttsn-gateway/gateway"
+	"github.com/mqttsn-gateway/mqttsn-gateway/internal/buildinfo"
 	"github.com/mqttsn-gateway/mqttsn-gateway/snpacket"
 )
 
@@ -31,6 +33,9 @@ type collector struct {
 	log      *zap.Logger
 	types    []snpacket.MsgType // every defined message type
 
+	build     buildinfo.Info
+	buildInfo *prometheus.Desc
+
 	ready, nodes, bufMsgs, bufBytes, inflight                        *prometheus.Desc
 	connects, closes, lost, wakes                                    *prometheus.Desc
 	rawDatagrams, rawBytes, datagrams, datagramBytes, writeErrors    *prometheus.Desc
@@ -50,6 +55,9 @@ func newCollector(src Source, cfg Config, log *zap.Logger) *collector {
 			c.types = append(c.types, mt)
 		}
 	}
+	c.build = cfg.Build
+	c.buildInfo = d("build_info", "Always 1; the labels say which build runs (version, VCS revision and time, modified tree, Go version).",
+		"version", "revision", "vcs_time", "modified", "goversion")
 	c.ready = d("ready", "1 once the gateway reads from every transport.")
 	c.nodes = d("nodes", "Nodes the gateway knows, by state.", "state")
 	c.bufMsgs = d("buffered_messages", "Messages buffered for nodes (asleep, or waiting for an acknowledgement).")
@@ -89,7 +97,7 @@ func newCollector(src Source, cfg Config, log *zap.Logger) *collector {
 
 func (c *collector) descs() []*prometheus.Desc {
 	ds := []*prometheus.Desc{
-		c.ready, c.nodes, c.bufMsgs, c.bufBytes, c.inflight,
+		c.buildInfo, c.ready, c.nodes, c.bufMsgs, c.bufBytes, c.inflight,
 		c.connects, c.closes, c.lost, c.wakes,
 		c.rawDatagrams, c.rawBytes, c.datagrams, c.datagramBytes, c.writeErrors,
 		c.publishes, c.retransmits, c.returnCodes, c.dropped, c.malformed,
@@ -120,6 +128,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
 	}
 	st := c.src.Stats()
+	b := c.build
+	gauge(c.buildInfo, 1, b.Version, b.Revision, b.Time, strconv.FormatBool(b.Modified), b.GoVersion)
 
 	ready := 0.0
 	select {
@@ -159,23 +169,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.returnCodes, st.ReturnCodes[i].Load(), name)
 	}
 
-	qos0, overflow, budget, tooLarge, unacked := st.BufferDroppedQoS0.Load(), st.BufferDroppedOverflow.Load(), st.BufferDroppedBudget.Load(), st.BufferDroppedTooLarge.Load(), st.BufferDroppedUnacked.Load()
-	for _, d := range []struct {
-		reason string
-		v      uint64
-	}{
-		{"inbox_full", st.InboxDropped.Load()},
-		{"no_session", st.NoSession.Load()},
-		{"buffer_qos0", qos0},
-		{"buffer_overflow", overflow},
-		{"buffer_budget", budget},
-		{"buffer_too_large", tooLarge},
-		{"buffer_unacked", unacked},
-		{"buffer_other", sub(st.BufferDropped.Load(), qos0+overflow+budget+tooLarge+unacked)},
-		{"qos_minus_one", st.QoSMinusOneDrop.Load()},
-		{"forwarder_denied", st.ForwarderDenied.Load()},
-		{"identity_refused", st.IdentityRefused.Load()},
-	} {
+	for _, d := range dropCounts(st) {
 		counter(c.dropped, d.v, d.reason)
 	}
 
@@ -236,6 +230,31 @@ func (c *collector) collectNodes(gauge func(*prometheus.Desc, float64, ...string
 	gauge(c.bufMsgs, float64(cn.Buffered))
 	gauge(c.bufBytes, float64(cn.BufferedBytes))
 	gauge(c.inflight, float64(cn.InFlight))
+}
+
+// dropCount is one reason of mqttsn_dropped_total.
+type dropCount struct {
+	reason string
+	v      uint64
+}
+
+// dropCounts reads the drop counters by reason, for the metrics and the
+// status page's drop chart.
+func dropCounts(st *gateway.Stats) []dropCount {
+	qos0, overflow, budget, tooLarge, unacked := st.BufferDroppedQoS0.Load(), st.BufferDroppedOverflow.Load(), st.BufferDroppedBudget.Load(), st.BufferDroppedTooLarge.Load(), st.BufferDroppedUnacked.Load()
+	return []dropCount{
+		{"inbox_full", st.InboxDropped.Load()},
+		{"no_session", st.NoSession.Load()},
+		{"buffer_qos0", qos0},
+		{"buffer_overflow", overflow},
+		{"buffer_budget", budget},
+		{"buffer_too_large", tooLarge},
+		{"buffer_unacked", unacked},
+		{"buffer_other", sub(st.BufferDropped.Load(), qos0+overflow+budget+tooLarge+unacked)},
+		{"qos_minus_one", st.QoSMinusOneDrop.Load()},
+		{"forwarder_denied", st.ForwarderDenied.Load()},
+		{"identity_refused", st.IdentityRefused.Load()},
+	}
 }
 
 // sub is a - b, or 0 if b > a (counters read one after the other).

@@ -64,11 +64,12 @@ type Gateway struct {
 	up    Upstream
 	extra []Transport
 
-	predef *topicreg.Predefined
-	allow  *allowList    // forwarders allowed; nil: any
+	predef predefSet     // swapped whole by SetPredefined
+	allow  allowSet      // forwarders allowed (nil list: any); swapped by SetForwarderAllow
 	dests  []destination // ADVERTISE destinations
 	budget *sleepmgr.Budget
 	stats  Stats
+	gone   goneRing // recently lost or forgotten nodes
 
 	transports []Transport
 	shards     []*shard
@@ -118,8 +119,10 @@ func New(cfg Config, opts ...Option) (*Gateway, error) {
 	if len(cfg.Listen) == 0 && len(g.extra) == 0 {
 		return nil, errors.New("gateway: nothing to listen on: set listen.udp (e.g. 0.0.0.0:1884)")
 	}
-	g.predef, _ = topicreg.NewPredefined(cfg.Predefined) // validated above
-	g.allow, _ = parseAllow(cfg.ForwarderAllow)
+	predef, _ := topicreg.NewPredefined(cfg.Predefined) // validated above
+	g.predef.p.Store(predef)
+	allow, _ := parseAllow(cfg.ForwarderAllow)
+	g.allow.a.Store(allow)
 	g.budget = sleepmgr.NewBudget(cfg.MaxBufferedBytes)
 	lc := net.ListenConfig{Control: setBroadcast}
 	for _, a := range cfg.Listen {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/hex"
 	"errors"
+	"net"
 	"sort"
 	"time"
 
@@ -176,7 +177,7 @@ func (s *shard) info(sess *session) ClientInfo {
 		ClientID:      sess.id,
 		State:         sess.state.String(),
 		Addr:          sess.peer.addr.String(),
-		Transport:     s.g.transportName(sess.peer.key.tr),
+		Transport:     transportOf(sess.peer.addr),
 		CleanSession:  sess.clean,
 		KeepAlive:     sess.keepAlive.Seconds(),
 		LastSeen:      sess.lastSeen,
@@ -215,11 +216,14 @@ func topicIDTypeName(t snpacket.TopicIDType) string {
 	}
 }
 
-// transportName names a transport for operators: "udp", or what the
-// transport's address network says (a DTLS adapter says "dtls").
-func (g *Gateway) transportName(i int) string {
-	if n := g.transports[i].LocalAddr().Network(); n != "" {
-		return n
+// transportOf names the transport a peer talks over, for operators: what
+// its address's network says ("dtls" for a DTLS peer), else "udp". (The
+// DTLS transport's own LocalAddr is its UDP socket's, so it cannot tell.)
+func transportOf(a net.Addr) string {
+	if a != nil {
+		if n := a.Network(); n != "" {
+			return n
+		}
 	}
 	return "udp"
 }

@@ -337,7 +337,7 @@ func (s *shard) connected(now time.Time, sess *session) {
 	sess.transition(sleepmgr.EvConnect)
 	s.g.stats.Connects.Add(1)
 	s.send(sess, &snpacket.Connack{ReturnCode: snpacket.Accepted})
-	sess.log.Info("connected", zap.Stringer("addr", sess.peer.addr), zap.Bool("clean", sess.clean),
+	sess.log.Info("connected", zap.String("transport", transportOf(sess.peer.addr)), zap.Stringer("addr", sess.peer.addr), zap.Bool("clean", sess.clean),
 		zap.Duration("keep_alive", sess.keepAlive), zap.Bool("will", sess.will != nil))
 	sess.supervise(now)
 	// What was in flight when the node went away goes out again first,
@@ -464,6 +464,7 @@ func (s *shard) onDisconnect(now time.Time, sess *session, d *snpacket.Disconnec
 func (s *shard) lose(now time.Time, sess *session, reason CloseReason, why ...zap.Field) {
 	s.g.stats.Lost.Add(1)
 	s.g.stats.Closes[reason].Add(1)
+	s.noteLost(sess, reason)
 	sess.log.Info("lost", append([]zap.Field{zap.Stringer("reason", reason), zap.Stringer("state", sess.state), zap.Bool("will", sess.will != nil)}, why...)...)
 	sess.transition(sleepmgr.EvExpire)
 	sess.phase = phaseNone
@@ -492,6 +493,7 @@ func (s *shard) dropSession(sess *session) {
 	}
 	if s.sessions[sess.id] == sess {
 		delete(s.sessions, sess.id)
+		s.noteForgotten(sess)
 	}
 	sess.log.Debug("session forgotten")
 }

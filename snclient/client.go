@@ -301,7 +301,7 @@ func (c *Client) Connect(ctx context.Context) error {
 // want the id or want to register ahead of time.
 func (c *Client) Register(ctx context.Context, topic string) (uint16, error) {
 	if !validTopicName(topic) || isPredefinedID(topic) {
-		return 0, fmt.Errorf("snclient: register %q: %w", topic, ErrInvalidTopic)
+		return 0, fmt.Errorf("snclient: register %s: %w", topicLabel(topic), ErrInvalidTopic)
 	}
 	r, err := c.do(ctx, &op{kind: kindRegister, topic: topic})
 	return r.id, err
@@ -322,7 +322,7 @@ func (c *Client) Publish(ctx context.Context, topic string, payload []byte, qos 
 		return fmt.Errorf("snclient: publish: invalid %v", qos)
 	}
 	if !isPredefinedID(topic) && !validTopicName(topic) {
-		return fmt.Errorf("snclient: publish %q: %w", topic, ErrInvalidTopic)
+		return fmt.Errorf("snclient: publish %s: %w", topicLabel(topic), ErrInvalidTopic)
 	}
 	k := kindPublish
 	if qos <= snpacket.QoS0 {
@@ -342,7 +342,7 @@ func (c *Client) Publish(ctx context.Context, topic string, payload []byte, qos 
 			return err
 		}
 	}
-	return fmt.Errorf("snclient: publish %q: topic id lost again after registering", topic)
+	return fmt.Errorf("snclient: publish %s: topic id lost again after registering", topicLabel(topic))
 }
 
 // Subscribe subscribes to filter at qos (0, 1 or 2) and calls handler for
@@ -353,10 +353,10 @@ func (c *Client) Publish(ctx context.Context, topic string, payload []byte, qos 
 // replaces its handler.
 func (c *Client) Subscribe(ctx context.Context, filter string, qos snpacket.QoS, handler Handler) error {
 	if qos < snpacket.QoS0 || qos > snpacket.QoS2 {
-		return fmt.Errorf("snclient: subscribe %q: invalid %v", filter, qos)
+		return fmt.Errorf("snclient: subscribe %s: invalid %v", topicLabel(filter), qos)
 	}
 	if !isPredefinedID(filter) && !topicreg.ValidFilter(filter) {
-		return fmt.Errorf("snclient: subscribe %q: %w", filter, ErrInvalidTopic)
+		return fmt.Errorf("snclient: subscribe %s: %w", topicLabel(filter), ErrInvalidTopic)
 	}
 	_, err := c.do(ctx, &op{kind: kindSubscribe, topic: filter, qos: qos, handler: handler})
 	return err
@@ -365,7 +365,7 @@ func (c *Client) Subscribe(ctx context.Context, filter string, qos snpacket.QoS,
 // Unsubscribe ends the subscription to filter, given as to Subscribe.
 func (c *Client) Unsubscribe(ctx context.Context, filter string) error {
 	if !isPredefinedID(filter) && !topicreg.ValidFilter(filter) {
-		return fmt.Errorf("snclient: unsubscribe %q: %w", filter, ErrInvalidTopic)
+		return fmt.Errorf("snclient: unsubscribe %s: %w", topicLabel(filter), ErrInvalidTopic)
 	}
 	_, err := c.do(ctx, &op{kind: kindSubscribe, topic: filter, unsubscribe: true})
 	return err

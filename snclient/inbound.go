@@ -105,7 +105,7 @@ func (e *engine) rejected(o *op, rc snpacket.ReturnCode) error {
 		return nil
 	}
 	if o.topic != "" {
-		return fmt.Errorf("snclient: %v %q: %w", o.kind, o.topic, rc)
+		return fmt.Errorf("snclient: %v %s: %w", o.kind, topicLabel(o.topic), rc)
 	}
 	return fmt.Errorf("snclient: %v: %w", o.kind, rc)
 }

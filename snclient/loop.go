@@ -399,7 +399,7 @@ func (e *engine) resolvePublish(topic string, qos snpacket.QoS) (snpacket.TopicI
 		return snpacket.TopicShort, id, nil
 	}
 	if qos == snpacket.QoSMinusOne {
-		return 0, 0, fmt.Errorf("snclient: publish %q at QoS -1: %w (use a short or predefined topic)", topic, ErrInvalidTopic)
+		return 0, 0, fmt.Errorf("snclient: publish %s at QoS -1: %w (use a short or predefined topic)", topicLabel(topic), ErrInvalidTopic)
 	}
 	if id, ok := e.idByName[topic]; ok {
 		return snpacket.TopicNormal, id, nil

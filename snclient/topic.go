@@ -35,6 +35,16 @@ func ParsePredefinedID(topic string) (uint16, bool) {
 	return uint16(n), true
 }
 
+// topicLabel names a topic in error texts: quoted, or "predefined topic
+// id 7" for a PredefinedID pseudo-name (whose U+0000 would otherwise show
+// as "\x00predefined:7").
+func topicLabel(topic string) string {
+	if id, ok := ParsePredefinedID(topic); ok {
+		return "predefined topic id " + strconv.Itoa(int(id))
+	}
+	return strconv.Quote(topic)
+}
+
 func isPredefinedID(topic string) bool {
 	_, ok := ParsePredefinedID(topic)
 	return ok

@@ -256,7 +256,9 @@ func TestBoltOpenDamaged(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := s.db.Update(func(tx *bbolt.Tx) error { return tx.Bucket([]byte(bucketMeta)).Put([]byte(keySchema), []byte{Schema + 1}) }); err != nil {
+		if err := s.db.Update(func(tx *bbolt.Tx) error {
+			return tx.Bucket([]byte(bucketMeta)).Put([]byte(keySchema), []byte{Schema + 1})
+		}); err != nil {
 			t.Fatal(err)
 		}
 		_ = s.Close()

@@ -1,10 +1,9 @@
 package test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -17,11 +16,11 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
-	"go.uber.org/zap/zaptest"
 
 	"github.com/mqttsn-gateway/mqttsn-gateway/admin"
 	"github.com/mqttsn-gateway/mqttsn-gateway/gateway"
 	"github.com/mqttsn-gateway/mqttsn-gateway/internal/testbroker"
+	"github.com/mqttsn-gateway/mqttsn-gateway/internal/testgw"
 	sn "github.com/mqttsn-gateway/mqttsn-gateway/snpacket"
 	"github.com/mqttsn-gateway/mqttsn-gateway/upstream"
 )
@@ -39,16 +38,19 @@ type adminEnv struct {
 func runAdminGateway(t *testing.T, tg testbroker.Target) *adminEnv {
 	t.Helper()
 	up, err := upstream.New(upstream.Config{URL: tg.URL, ReconnectBackoffMin: 50 * time.Millisecond, ReconnectBackoffMax: 500 * time.Millisecond},
-		zaptest.NewLogger(t).Named("upstream"))
+		testgw.Logger(t).Named("upstream"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	e := RunGateway(t, tg, gateway.Config{}, gateway.WithUpstream(up))
 	srv, err := admin.New(admin.Config{
 		Listen:      "127.0.0.1:0",
+		Mode:        "transparent",
+		Listeners:   []admin.Listener{{Transport: "udp", Addr: e.Addr}},
+		Broker:      tg.URL,
 		BrokerCheck: up.Ping,
 		Upstream:    func() admin.UpstreamStats { return admin.UpstreamStats(up.Stats()) },
-	}, e.GW, zaptest.NewLogger(t).Named("admin"))
+	}, e.GW, testgw.Logger(t).Named("admin"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -269,8 +271,9 @@ func TestAdminMetricsAndClients(t *testing.T) {
 	})
 }
 
-// The status page, loaded in a real headless browser, lists a connected
-// node with its state and shows node-chosen text as text.
+// The status page, loaded in a real headless browser after real traffic:
+// the overview, the charts, a node found with the search box, node-chosen
+// text shown as text, a lost node, and no horizontal scrolling at 1280 px.
 func TestAdminStatusPageInChromium(t *testing.T) {
 	chromium, err := exec.LookPath("chromium")
 	if err != nil {
@@ -280,32 +283,88 @@ func TestAdminStatusPageInChromium(t *testing.T) {
 		t.Skip("chromium not installed (apt-get install chromium)")
 	}
 	a := runAdminGateway(t, testbroker.EmbeddedTarget(t))
+	w := a.Watch(t, "page/#")
 	n := a.Node(t)
 	n.Connect("page-node-1", true, 60)
+	id := n.Register(1, "page/up")
+	for i := range 5 {
+		n.Send(&sn.Publish{QoS: sn.QoS1, TopicID: id, MsgID: uint16(10 + i), Data: []byte("21.5")})
+		n.Expect(&sn.Puback{TopicID: id, MsgID: uint16(10 + i), ReturnCode: sn.Accepted})
+		w.Next()
+	}
+	for i := range 30 { // enough nodes for two pages of the table
+		o := a.Node(t)
+		o.Connect(fmt.Sprintf("other-%02d-with-a-rather-long-client-identifier-that-must-wrap", i), true, 60)
+	}
 	evil := a.Node(t)
 	evil.Connect(`<img src=x onerror=alert(1)>`, true, 60)
+	// A node that goes away: lost by its keep-alive (1 s, +50%).
+	gone := a.Node(t)
+	gone.Connect("page-gone", true, 1)
+	Eventually(t, "the node lost", func() bool {
+		for _, g := range a.GW.RecentlyGone() {
+			if g.ClientID == "page-gone" {
+				return true
+			}
+		}
+		return false
+	})
 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-		"--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
-		"--user-data-dir="+t.TempDir(), "--dump-dom", a.base+"/")
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	cmd.WaitDelay = 5 * time.Second
-	if err := cmd.Run(); err != nil {
-		var ee *exec.ExitError
-		if !errors.As(err, &ee) || !strings.Contains(stdout.String(), "</html>") {
-			t.Fatalf("chromium: %v\n%s", err, stderr.String())
+	b := startBrowser(t, ctx, chromium, 1280)
+	b.navigate(a.base + "/")
+
+	var overview string
+	b.eval(`document.querySelector('#overview').textContent`, &overview)
+	for _, want := range []string{"Build", "commit", "up ", "Ready", "Broker link", "unknown", "Listeners", "udp 127.0.0.1:", "mode: transparent", "32 nodes · 32 active"} {
+		if !strings.Contains(overview, want) {
+			t.Errorf("overview lacks %q:\n%s", want, overview)
 		}
 	}
-	dom := stdout.String()
-	for _, want := range []string{"page-node-1", `<td class="l state-active">active`, "&lt;img src=x onerror=alert(1)&gt;", "2 nodes"} {
-		if !strings.Contains(dom, want) {
-			t.Errorf("the page in chromium lacks %q:\n%s", want, dom)
-		}
+	var lines int
+	b.eval(`document.querySelectorAll('#chart-in svg polyline.series').length`, &lines)
+	var legend string
+	b.eval(`document.querySelector('#chart-in .legend').innerText`, &legend)
+	if lines == 0 || !strings.Contains(legend, "QoS 1") || !strings.Contains(legend, "(5 in the hour)") {
+		t.Errorf("messages-in chart: %d lines, legend %q", lines, legend)
 	}
-	if strings.Contains(dom, "<img") {
-		t.Errorf("a ClientId became markup:\n%s", dom)
+	var goneText string
+	b.eval(`document.querySelector('#gone').innerText`, &goneText)
+	if !strings.Contains(goneText, "page-gone") || !strings.Contains(goneText, "keepalive_expired") {
+		t.Errorf("recently gone table: %q", goneText)
+	}
+	var evilShown, evilMarkup bool
+	b.eval(`document.querySelector('#nodes').innerText.includes('<img src=x onerror=alert(1)>')`, &evilShown)
+	b.eval(`document.querySelector('#nodes img') !== null`, &evilMarkup)
+	if !evilShown || evilMarkup {
+		t.Errorf("a ClientId chosen by a node: shown as text %v, became markup %v", evilShown, evilMarkup)
+	}
+	checkNoHorizontalScroll(t, b, "/")
+
+	// The search box, as a user would use it.
+	b.eval(`(() => { document.querySelector('input[name=q]').value = 'page-node'; document.querySelector('form.filter').submit(); return true })()`, new(bool))
+	b.awaitLoad()
+	var rows []string
+	b.eval(`Array.from(document.querySelectorAll('#nodes tr.node')).map(r => r.cells[0].innerText + ' ' + r.cells[1].innerText + ' ' + r.cells[9].innerText)`, &rows)
+	if len(rows) != 1 || !strings.HasPrefix(rows[0], "page-node-1 active") {
+		t.Errorf("searched for page-node: rows %q", rows)
+	}
+	var loc string
+	b.eval(`location.search`, &loc)
+	if loc != "?q=page-node&state=" && loc != "?q=page-node" {
+		t.Errorf("search URL %q", loc)
+	}
+	checkNoHorizontalScroll(t, b, "/?q=page-node")
+}
+
+// checkNoHorizontalScroll fails if the page is wider than its viewport.
+func checkNoHorizontalScroll(t *testing.T, b *browser, page string) {
+	t.Helper()
+	var widths []int
+	b.eval(`[document.documentElement.scrollWidth, document.documentElement.clientWidth, window.innerWidth]`, &widths)
+	t.Logf("%s at 1280 px: scrollWidth %v (clientWidth, innerWidth)", page, widths)
+	if len(widths) != 3 || widths[2] != 1280 || widths[0] > 1280 || widths[0] > widths[1] {
+		t.Errorf("%s at 1280 px: scrollWidth, clientWidth, innerWidth = %v: it scrolls sideways", page, widths)
 	}
 }

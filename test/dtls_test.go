@@ -1,6 +1,7 @@
 package test
 
 import (
+	"context"
 	"crypto/rand"
 	"errors"
 	"fmt"
@@ -227,6 +228,11 @@ func TestDTLSPSKPublishSubscribe(t *testing.T) {
 
 		if e.TR.Stats().HandshakesOK.Load() != 1 || e.GW.Stats().IdentityRefused.Load() != 0 {
 			t.Fatalf("handshakes %d, identity refusals %d", e.TR.Stats().HandshakesOK.Load(), e.GW.Stats().IdentityRefused.Load())
+		}
+		// Operators see the node's transport as DTLS (the listener's own
+		// address is its UDP socket's, which said "udp").
+		if ci, ok, err := e.GW.Client(context.Background(), "psk-node"); err != nil || !ok || ci.Transport != "dtls" {
+			t.Errorf("node's transport %q (%v %v), want dtls", ci.Transport, ok, err)
 		}
 	})
 }

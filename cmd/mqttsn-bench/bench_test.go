@@ -198,3 +198,12 @@ func TestAppendPublish(t *testing.T) {
 		t.Errorf("VBI % x", v)
 	}
 }
+
+func TestHelpAndVersionOnStdout(t *testing.T) {
+	for _, arg := range []string{"--help", "--version"} {
+		var o, e strings.Builder
+		if code := run([]string{arg}, &o, &e); code != 0 || o.Len() == 0 || e.Len() != 0 {
+			t.Errorf("%s: exit %d, stdout %q, stderr %q", arg, code, o.String(), e.String())
+		}
+	}
+}

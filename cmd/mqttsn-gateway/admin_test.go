@@ -27,7 +27,7 @@ func TestServeStartsAdmin(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)
-	go func() { done <- serve(ctx, cfg, zap.New(core), lvl) }()
+	go func() { done <- serve(ctx, cfg, zap.New(core), lvl, nil) }()
 
 	// The listener logs its URL; no other event says it is up.
 	var base string

@@ -23,12 +23,10 @@ import (
 	"github.com/mqttsn-gateway/mqttsn-gateway/broker"
 	"github.com/mqttsn-gateway/mqttsn-gateway/dtlstransport"
 	"github.com/mqttsn-gateway/mqttsn-gateway/gateway"
+	"github.com/mqttsn-gateway/mqttsn-gateway/internal/buildinfo"
 	"github.com/mqttsn-gateway/mqttsn-gateway/internal/config"
 	"github.com/mqttsn-gateway/mqttsn-gateway/upstream"
 )
-
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev" //nolint:gochecknoglobals // set by the linker
 
 const usage = `mqttsn-gateway: an MQTT-SN v1.2 gateway that bridges sensor nodes to any MQTT broker.
 
@@ -50,11 +48,8 @@ func main() {
 
 func run(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("mqttsn-gateway", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprint(stderr, usage)
-		fs.PrintDefaults()
-	}
+	fs.SetOutput(stderr) // flag errors
+	fs.Usage = func() {} // --help prints below, on stdout; errors point to it
 	var (
 		cfgPath     = fs.String("config", "", "YAML configuration `file`")
 		checkConfig = fs.String("check-config", "", "validate the configuration `file` and exit")
@@ -68,8 +63,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprint(stdout, usage)
+			fs.SetOutput(stdout)
+			fs.PrintDefaults()
 			return 0
 		}
+		fmt.Fprintln(stderr, "mqttsn-gateway: see --help")
 		return 2
 	}
 	if fs.NArg() > 0 {
@@ -77,19 +76,45 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if *showVersion {
-		fmt.Fprintln(stdout, "mqttsn-gateway", version)
+		fmt.Fprintln(stdout, "mqttsn-gateway", buildinfo.Read())
 		return 0
 	}
 	if *checkConfig != "" {
-		if _, err := config.Load(*checkConfig); err != nil {
-			fmt.Fprintln(stderr, "mqttsn-gateway:", err)
+		c, err := config.Load(*checkConfig)
+		if err == nil {
+			err = c.CheckStart()
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "mqttsn-gateway: %s:\n  %s\n", *checkConfig, strings.ReplaceAll(err.Error(), "\n", "\n  "))
 			return 1
 		}
 		fmt.Fprintln(stdout, *checkConfig+": ok")
 		return 0
 	}
 
+	// Flags override the file, at start and at every reload.
+	overrides := func(cfg *config.File) {
+		if *listen != "" {
+			cfg.Listen.UDP = strings.Split(*listen, ",")
+		}
+		if *brokerURL != "" {
+			cfg.Broker.URL = *brokerURL
+		}
+		if *embedded != "" {
+			cfg.EmbeddedBroker.Listen = *embedded
+		}
+		if *logLevel != "" {
+			cfg.Log.Level = *logLevel
+		}
+		if *logFormat != "" {
+			cfg.Log.Format = *logFormat
+		}
+		if *adminListen != "" {
+			cfg.Admin.Listen = *adminListen
+		}
+	}
 	cfg := config.Default()
+	var reread func() (*config.File, error) // nil: no file to re-read on SIGHUP
 	if *cfgPath != "" {
 		c, err := config.Load(*cfgPath)
 		if err != nil {
@@ -97,26 +122,22 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 		cfg = c
+		path := *cfgPath
+		reread = func() (*config.File, error) {
+			c, err := config.Load(path)
+			if err != nil {
+				return nil, err
+			}
+			overrides(c)
+			return c, c.Check()
+		}
 	}
-	if *listen != "" {
-		cfg.Listen.UDP = strings.Split(*listen, ",")
+	overrides(cfg)
+	err := cfg.Check()
+	if err == nil {
+		err = cfg.CheckStart()
 	}
-	if *brokerURL != "" {
-		cfg.Broker.URL = *brokerURL
-	}
-	if *embedded != "" {
-		cfg.EmbeddedBroker.Listen = *embedded
-	}
-	if *logLevel != "" {
-		cfg.Log.Level = *logLevel
-	}
-	if *logFormat != "" {
-		cfg.Log.Format = *logFormat
-	}
-	if *adminListen != "" {
-		cfg.Admin.Listen = *adminListen
-	}
-	if err := cfg.Check(); err != nil {
+	if err != nil {
 		fmt.Fprintln(stderr, "mqttsn-gateway:", err)
 		return 1
 	}
@@ -126,10 +147,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	defer func() { _ = log.Sync() }()
+	bi := buildinfo.Read()
+	log.Info("mqttsn-gateway "+bi.String(), zap.String("version", bi.Version), zap.String("commit", bi.Revision),
+		zap.String("commit_time", bi.Time), zap.Bool("modified", bi.Modified), zap.String("go", bi.GoVersion))
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := serve(ctx, cfg, log, lvl); err != nil {
+	if err := serve(ctx, cfg, log, lvl, reread); err != nil {
 		log.Error("gateway stopped", zap.Error(err))
 		return 1
 	}
@@ -137,25 +161,28 @@ func run(args []string, stdout, stderr io.Writer) int {
 }
 
 // serve wires the parts together and runs until ctx ends. lvl is the
-// logger's level, which the admin listener can change.
-func serve(ctx context.Context, cfg *config.File, log *zap.Logger, lvl zap.AtomicLevel) error {
+// logger's level, which the admin listener and a reload can change;
+// reread, if not nil, reads the configuration again on SIGHUP.
+func serve(ctx context.Context, cfg *config.File, log *zap.Logger, lvl zap.AtomicLevel, reread func() (*config.File, error)) error {
 	ucfg := cfg.Upstream()
+	var embedded *broker.Broker
 	if ucfg.URL == "" {
-		b, err := broker.Start(cfg.EmbeddedBroker.Listen, log.Named("broker"))
-		if err != nil && cfg.EmbeddedBroker.Listen == config.DefaultEmbeddedBroker {
+		addr, explicit := cfg.EmbeddedListen()
+		b, err := broker.Start(addr, log.Named("broker"))
+		if err != nil && !explicit {
 			// Another broker (a packaged mosquitto, say) holds the default
 			// port: the zero-configuration start still works, elsewhere.
 			log.Warn("embedded broker: default address taken, using a free port",
-				zap.String("address", config.DefaultEmbeddedBroker), zap.Error(err))
+				zap.String("address", addr), zap.Error(err))
 			b, err = broker.Start("127.0.0.1:0", log.Named("broker"))
 		}
 		if err != nil {
-			return fmt.Errorf("embedded_broker.listen %q: %w (is another broker running there? set --broker to use it)", cfg.EmbeddedBroker.Listen, err)
+			return fmt.Errorf("embedded_broker.listen (--embedded-broker) %q: %w: another broker may run there: "+
+				"set broker.url (--broker mqtt://%s) to bridge to it, or give the embedded broker another address", addr, err, addr)
 		}
 		defer func() { _ = b.Close() }()
+		embedded = b
 		ucfg.URL = b.URL()
-		log.Info("embedded MQTT broker started: watch it with any MQTT client",
-			zap.String("url", b.URL()), zap.String("example", watchCommand(b.Addr())))
 	}
 	up, err := upstream.New(ucfg, log.Named("upstream"))
 	if err != nil {
@@ -179,9 +206,8 @@ func serve(ctx context.Context, cfg *config.File, log *zap.Logger, lvl zap.Atomi
 			}
 			return err
 		}
-		dtlsTrs = append(dtlsTrs, tr)
+		dtlsTrs = append(dtlsTrs, tr) // it logs "DTLS listener started" itself
 		opts = append(opts, gateway.WithTransport(tr))
-		log.Info("DTLS listener", zap.Stringer("addr", tr.LocalAddr()))
 	}
 	g, err := gateway.New(cfg.Gateway(), opts...)
 	if err != nil {
@@ -191,16 +217,25 @@ func serve(ctx context.Context, cfg *config.File, log *zap.Logger, lvl zap.Atomi
 		return err
 	}
 	if cfg.Admin.Listen != "" {
-		stopAdmin, err := startAdmin(cfg.Admin.Listen, g, up, dtlsTrs, &lvl, log.Named("admin"))
+		stopAdmin, err := startAdmin(cfg, ucfg.URL, g, up, prober, dtlsTrs, &lvl, log.Named("admin"))
 		if err != nil {
 			_ = g.Shutdown(context.Background())
 			return err
 		}
 		defer stopAdmin()
 	}
-	log.Info("mqttsn-gateway starting", zap.String("version", version), zap.Strings("udp", cfg.Listen.UDP), zap.Strings("dtls", cfg.Listen.DTLS), zap.String("broker", upstream.RedactURL(ucfg.URL)))
+	if embedded != nil {
+		// Said only once the start can no longer fail on a listener.
+		log.Info("embedded MQTT broker started: watch it with any MQTT client",
+			zap.String("url", embedded.URL()), zap.String("example", watchCommand(embedded.Addr())))
+	}
+	log.Info("mqttsn-gateway starting", zap.Strings("udp", cfg.Listen.UDP), zap.Strings("dtls", cfg.Listen.DTLS), zap.String("broker", upstream.RedactURL(ucfg.URL)))
 	errc := make(chan error, 1)
 	go func() { errc <- g.Serve(ctx) }()
+	rl := &reloader{running: cfg, reread: reread, target: g, lvl: lvl, log: log}
+	for _, t := range dtlsTrs {
+		rl.dtls = append(rl.dtls, t)
+	}
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -213,7 +248,7 @@ wait:
 			}
 			return err
 		case <-hup:
-			reload(dtlsTrs, log)
+			rl.reload()
 		case <-ctx.Done():
 			break wait
 		}
@@ -232,9 +267,26 @@ wait:
 
 // startAdmin starts the admin HTTP listener; stop shuts it down and waits
 // for it.
-func startAdmin(addr string, g *gateway.Gateway, up *upstream.Upstream, dtlsTrs []*dtlstransport.Transport, lvl *zap.AtomicLevel, log *zap.Logger) (stop func(), err error) {
+func startAdmin(fc *config.File, brokerURL string, g *gateway.Gateway, up *upstream.Upstream, prober *upstream.Prober, dtlsTrs []*dtlstransport.Transport, lvl *zap.AtomicLevel, log *zap.Logger) (stop func(), err error) {
+	var listeners []admin.Listener
+	for i, a := range g.Addrs() {
+		if i < len(fc.Listen.UDP) {
+			listeners = append(listeners, admin.Listener{Transport: "udp", Addr: a.String()})
+		}
+	}
+	for _, t := range dtlsTrs {
+		listeners = append(listeners, admin.Listener{Transport: "dtls", Addr: t.LocalAddr().String()})
+	}
 	cfg := admin.Config{
-		Listen:      addr,
+		Listeners: listeners,
+		Broker:    upstream.RedactURL(brokerURL),
+		Listen:    fc.Admin.Listen,
+		Pprof:     fc.Admin.Pprof,
+		Mode:      "transparent", // one broker connection per node
+		Build:     buildinfo.Read(),
+		// The broker link probe (broker.probe_interval): /readyz answers
+		// 503 with its reason while a real CONNECT fails.
+		Link:        func() admin.LinkStatus { return admin.LinkStatus(prober.Status()) },
 		Level:       lvl,
 		BrokerCheck: up.Ping,
 		Upstream:    func() admin.UpstreamStats { return admin.UpstreamStats(up.Stats()) },
@@ -265,8 +317,11 @@ func startAdmin(addr string, g *gateway.Gateway, up *upstream.Upstream, dtlsTrs 
 			log.Error("admin listener stopped", zap.Error(err))
 		}
 	}()
-	log.Info("admin listener: status page, /metrics, /healthz, /readyz, /api/clients, /loglevel",
-		zap.String("url", "http://"+srv.Addr().String()+"/"))
+	endpoints := "status page, /metrics, /healthz, /readyz, /api/clients, /api/gone, /loglevel"
+	if cfg.Pprof {
+		endpoints += ", /debug/pprof"
+	}
+	log.Info("admin listener: "+endpoints, zap.String("url", "http://"+srv.Addr().String()+"/"))
 	return func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
@@ -275,22 +330,6 @@ func startAdmin(addr string, g *gateway.Gateway, up *upstream.Upstream, dtlsTrs 
 		}
 		<-done
 	}, nil
-}
-
-// reload re-reads what can change without a restart (SIGHUP): the DTLS
-// pre-shared keys. A file with a mistake is refused and the old keys stay.
-func reload(dtlsTrs []*dtlstransport.Transport, log *zap.Logger) {
-	if len(dtlsTrs) == 0 {
-		log.Info("SIGHUP: nothing to reload")
-		return
-	}
-	for _, t := range dtlsTrs {
-		if err := t.Reload(); err != nil {
-			log.Error("SIGHUP: DTLS keys not reloaded, the old ones stay", zap.Error(err))
-			continue
-		}
-		log.Info("SIGHUP: DTLS keys reloaded", zap.Stringer("addr", t.LocalAddr()))
-	}
 }
 
 func newLogger(level, format string, w io.Writer) (*zap.Logger, zap.AtomicLevel, error) {

@@ -28,7 +28,7 @@ func TestBrokerURLPasswordMasked(t *testing.T) {
 	core, logs := observer.New(zapcore.DebugLevel)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- serve(ctx, cfg, zap.New(core), zap.NewAtomicLevel()) }()
+	go func() { done <- serve(ctx, cfg, zap.New(core), zap.NewAtomicLevel(), nil) }()
 	// Polled: a log line is no event to wait on.
 	deadline := time.NewTimer(10 * time.Second)
 	defer deadline.Stop()

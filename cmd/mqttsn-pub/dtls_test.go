@@ -51,7 +51,7 @@ func TestPublishDTLS(t *testing.T) {
 }
 
 func TestDTLSFlags(t *testing.T) {
-	cfg, code := parse([]string{"--dtls", "--psk-identity", "n1", "--psk", "0102", "-t", "a", "-m", "x"}, &strings.Builder{})
+	cfg, code := parse([]string{"--dtls", "--psk-identity", "n1", "--psk", "0102", "-t", "a", "-m", "x"}, io.Discard, &strings.Builder{})
 	if cfg == nil {
 		t.Fatalf("parse: exit %d", code)
 	}

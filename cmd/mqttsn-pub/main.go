@@ -15,9 +15,11 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
+	"github.com/mqttsn-gateway/mqttsn-gateway/internal/buildinfo"
 	"github.com/mqttsn-gateway/mqttsn-gateway/internal/cli"
 
 	"github.com/mqttsn-gateway/mqttsn-gateway/snclient"
@@ -74,17 +76,16 @@ type config struct {
 	stdin, lines  bool
 	debug         bool
 	retryInterval time.Duration
+	hint          string // said after a failed DTLS handshake
 }
 
 // parse reads the flags; it returns a nil config and an exit code when
 // the command should stop (help, usage error).
-func parse(args []string, stderr io.Writer) (*config, int) {
+func parse(args []string, stdout, stderr io.Writer) (*config, int) {
 	fs := flag.NewFlagSet("mqttsn-pub", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprint(stderr, usage)
-		fs.PrintDefaults()
-	}
+	fs.SetOutput(stderr) // flag errors
+	fs.Usage = func() {} // --help prints below, on stdout
+	showVersion := fs.Bool("version", false, "print the version and exit")
 	cfg := &config{retryInterval: snclient.DefaultRetryInterval}
 	predef := cli.PredefinedFlag{}
 	var dtlsFlags cli.DTLSFlags
@@ -114,9 +115,17 @@ func parse(args []string, stderr io.Writer) (*config, int) {
 	fs.Var(cli.DurationFlag{D: &cfg.retryInterval}, "retry-interval", "Tretry: wait this `duration` for an answer before retransmitting")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprint(stdout, usage)
+			fs.SetOutput(stdout)
+			fs.PrintDefaults()
 			return nil, 0
 		}
+		fmt.Fprintln(stderr, "mqttsn-pub: see --help")
 		return nil, 2
+	}
+	if *showVersion {
+		fmt.Fprintln(stdout, "mqttsn-pub", buildinfo.Read())
+		return nil, 0
 	}
 	bad := func(format string, a ...any) (*config, int) {
 		fmt.Fprintf(stderr, "mqttsn-pub: "+format+" (see --help)\n", a...)
@@ -156,6 +165,7 @@ func parse(args []string, stderr io.Writer) (*config, int) {
 		return bad("a will needs a connection, and QoS -1 publishes without one")
 	}
 	cfg.addr = net.JoinHostPort(*host, strconv.Itoa(*port))
+	cfg.hint = dtlsFlags.ServerNameHint(*host)
 	cfg.topic = *topic
 	if *topicID != 0 {
 		cfg.topic = snclient.PredefinedID(uint16(*topicID))
@@ -189,18 +199,25 @@ func parse(args []string, stderr io.Writer) (*config, int) {
 
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	stderr = &cli.SyncWriter{W: stderr}
-	cfg, code := parse(args, stderr)
+	cfg, code := parse(args, stdout, stderr)
 	if cfg == nil {
 		return code
 	}
 	if err := publish(ctx, cfg, stdin, stderr); err != nil {
 		fmt.Fprintln(stderr, "mqttsn-pub:", err)
+		if cfg.hint != "" && strings.Contains(err.Error(), "handshake") {
+			fmt.Fprintln(stderr, "mqttsn-pub:", cfg.hint)
+		}
 		return 1
 	}
 	return 0
 }
 
-func publish(ctx context.Context, cfg *config, stdin io.Reader, stderr io.Writer) error {
+// disconnectWait bounds the DISCONNECT sent on an interrupted or failed
+// run: Ctrl-C returns within it even when the gateway is gone.
+const disconnectWait = time.Second
+
+func publish(ctx context.Context, cfg *config, stdin io.Reader, stderr io.Writer) (err error) {
 	cfg.opts.Logger = cli.NewLogger(cfg.debug, stderr)
 	c, err := snclient.DialClient(ctx, cfg.addr, cfg.opts)
 	if err != nil {
@@ -212,44 +229,86 @@ func publish(ctx context.Context, cfg *config, stdin io.Reader, stderr io.Writer
 		if err := c.Connect(ctx); err != nil {
 			return fmt.Errorf("connect to %s: %w", cfg.addr, err)
 		}
+		// Every exit once connected says DISCONNECT, so the gateway does
+		// not wait for the keep-alive to run out (and publish the will).
+		defer func() {
+			if err == nil && ctx.Err() == nil {
+				if derr := c.Disconnect(ctx); derr != nil {
+					err = fmt.Errorf("disconnect: %w", derr)
+				}
+				return
+			}
+			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), disconnectWait)
+			defer cancel()
+			_ = c.Disconnect(dctx)
+		}()
 	}
 	pub := func(payload []byte) error {
 		return c.Publish(ctx, cfg.topic, payload, cfg.qos, cfg.retain)
 	}
 	switch {
 	case cfg.lines:
-		sc := bufio.NewScanner(stdin)
-		sc.Buffer(make([]byte, 0, 4096), 65535)
-		for sc.Scan() {
-			if len(sc.Bytes()) == 0 {
-				continue
-			}
-			if err := pub(sc.Bytes()); err != nil {
-				return err
-			}
-		}
-		if err := sc.Err(); err != nil {
-			return fmt.Errorf("reading standard input: %w", err)
-		}
+		return publishLines(ctx, stdin, pub)
 	case cfg.stdin:
 		b, err := io.ReadAll(io.LimitReader(stdin, 65536))
 		if err != nil {
 			return fmt.Errorf("reading standard input: %w", err)
 		}
-		if err := pub(b); err != nil {
-			return err
-		}
+		return pub(b)
 	default:
-		if err := pub(cfg.message); err != nil {
-			return err
+		return pub(cfg.message)
+	}
+}
+
+// publishLines publishes each non-empty line of r until it ends, a publish
+// fails or ctx ends (Ctrl-C: a success when no publish was cut short). Lines are read in a goroutine of their own, so Ctrl-C
+// is not held up by a read that waits for input (tail -f).
+func publishLines(ctx context.Context, r io.Reader, pub func([]byte) error) error {
+	type line struct {
+		b   []byte
+		err error // set on the last one; io.EOF at the end of input
+	}
+	lines := make(chan line)
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		sc := bufio.NewScanner(r)
+		sc.Buffer(make([]byte, 0, 4096), 65535)
+		send := func(l line) bool {
+			select {
+			case lines <- l:
+				return true
+			case <-done:
+				return false
+			}
+		}
+		for sc.Scan() {
+			if len(sc.Bytes()) > 0 && !send(line{b: append([]byte(nil), sc.Bytes()...)}) {
+				return
+			}
+		}
+		err := sc.Err()
+		if err == nil {
+			err = io.EOF
+		}
+		send(line{err: err})
+	}()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil // Ctrl-C between lines: everything read was sent
+		case l := <-lines:
+			switch {
+			case errors.Is(l.err, io.EOF):
+				return nil
+			case l.err != nil:
+				return fmt.Errorf("reading standard input: %w", l.err)
+			}
+			if err := pub(l.b); err != nil {
+				return err
+			}
 		}
 	}
-	if connected {
-		if err := c.Disconnect(ctx); err != nil {
-			return fmt.Errorf("disconnect: %w", err)
-		}
-	}
-	return nil
 }
 
 // isSet reports whether the flag was given on the command line.

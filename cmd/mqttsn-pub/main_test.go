@@ -27,7 +27,10 @@ func runArgs(t *testing.T, stdin string, args ...string) (code int, stdout, stde
 }
 
 func TestHelp(t *testing.T) {
-	code, _, errOut := runArgs(t, "", "--help")
+	code, errOut, stderr := runArgs(t, "", "--help") // the help is on stdout
+	if stderr != "" {
+		t.Errorf("--help wrote to stderr: %q", stderr)
+	}
 	for _, want := range []string{"mosquitto_pub", "QoS -1", "-will-topic", "-predefined", "Exit status"} {
 		if !strings.Contains(errOut, want) {
 			t.Errorf("--help lacks %q", want)
@@ -35,6 +38,13 @@ func TestHelp(t *testing.T) {
 	}
 	if code != 0 {
 		t.Errorf("--help: exit %d", code)
+	}
+}
+
+func TestVersion(t *testing.T) {
+	code, out, stderr := runArgs(t, "", "--version")
+	if code != 0 || stderr != "" || !strings.HasPrefix(out, "mqttsn-pub ") || !strings.Contains(out, "commit") {
+		t.Errorf("--version: exit %d, stdout %q, stderr %q", code, out, stderr)
 	}
 }
 
@@ -69,7 +79,7 @@ func TestUsageErrors(t *testing.T) {
 func TestParse(t *testing.T) {
 	cfg, code := parse([]string{"-h", "gw.local", "-p", "2000", "-i", "n1", "--topic-id", "7", "-n", "-q", "-1",
 		"--predefined", "7=a/b", "--predefined", "0x10=c", "-k", "0", "--retry-interval", "2", "--retry-count", "5",
-		"--clean=false"}, io.Discard)
+		"--clean=false"}, io.Discard, io.Discard)
 	if cfg == nil {
 		t.Fatalf("parse: exit %d", code)
 	}
@@ -84,7 +94,7 @@ func TestParse(t *testing.T) {
 	}
 
 	cfg, _ = parse([]string{"-t", "a/b", "-m", "hi", "--will-topic", "w", "--will-payload", "bye", "--will-qos", "1",
-		"--will-retain", "-r"}, io.Discard)
+		"--will-retain", "-r"}, io.Discard, io.Discard)
 	if cfg == nil || !cfg.retain || cfg.opts.Will == nil || !reflect.DeepEqual(*cfg.opts.Will, snclient.Will{Topic: "w", Payload: []byte("bye"), QoS: 1, Retain: true}) ||
 		cfg.opts.KeepAlive != time.Minute || !cfg.opts.CleanSession || !strings.HasPrefix(cfg.opts.ClientID, "mqttsn-pub-") ||
 		cfg.addr != "127.0.0.1:1884" {

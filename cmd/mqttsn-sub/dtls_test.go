@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/hex"
+	"io"
 	"strings"
 	"testing"
 
@@ -28,7 +29,7 @@ func TestSubscribeDTLS(t *testing.T) {
 }
 
 func TestDTLSFlags(t *testing.T) {
-	cfg, code := parse([]string{"--dtls", "--psk-identity", "n1", "--psk", "0102", "-t", "a"}, &strings.Builder{})
+	cfg, code := parse([]string{"--dtls", "--psk-identity", "n1", "--psk", "0102", "-t", "a"}, io.Discard, &strings.Builder{})
 	if cfg == nil {
 		t.Fatalf("parse: exit %d", code)
 	}

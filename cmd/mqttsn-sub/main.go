@@ -15,9 +15,11 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
+	"github.com/mqttsn-gateway/mqttsn-gateway/internal/buildinfo"
 	"github.com/mqttsn-gateway/mqttsn-gateway/internal/cli"
 
 	"github.com/mqttsn-gateway/mqttsn-gateway/snclient"
@@ -61,6 +63,9 @@ Flags:
 // exitTimeout is the exit status when -W runs out.
 const exitTimeout = 3
 
+// disconnectWait bounds the DISCONNECT after Ctrl-C.
+const disconnectWait = time.Second
+
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
@@ -81,17 +86,16 @@ type config struct {
 	wakeEvery     time.Duration
 	debug         bool
 	retryInterval time.Duration
+	hint          string // said after a failed DTLS handshake
 }
 
 // parse reads the flags; it returns a nil config and an exit code when
 // the command should stop (help, usage error).
-func parse(args []string, stderr io.Writer) (*config, int) {
+func parse(args []string, stdout, stderr io.Writer) (*config, int) {
 	fs := flag.NewFlagSet("mqttsn-sub", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprint(stderr, usage)
-		fs.PrintDefaults()
-	}
+	fs.SetOutput(stderr) // flag errors
+	fs.Usage = func() {} // --help prints below, on stdout
+	showVersion := fs.Bool("version", false, "print the version and exit")
 	cfg := &config{retryInterval: snclient.DefaultRetryInterval}
 	predef := cli.PredefinedFlag{}
 	var dtlsFlags cli.DTLSFlags
@@ -119,9 +123,17 @@ func parse(args []string, stderr io.Writer) (*config, int) {
 	fs.Var(cli.DurationFlag{D: &cfg.retryInterval}, "retry-interval", "Tretry: wait this `duration` for an answer before retransmitting")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprint(stdout, usage)
+			fs.SetOutput(stdout)
+			fs.PrintDefaults()
 			return nil, 0
 		}
+		fmt.Fprintln(stderr, "mqttsn-sub: see --help")
 		return nil, 2
+	}
+	if *showVersion {
+		fmt.Fprintln(stdout, "mqttsn-sub", buildinfo.Read())
+		return nil, 0
 	}
 	bad := func(format string, a ...any) (*config, int) {
 		fmt.Fprintf(stderr, "mqttsn-sub: "+format+" (see --help)\n", a...)
@@ -157,6 +169,7 @@ func parse(args []string, stderr io.Writer) (*config, int) {
 		return bad("--wake-every %v must be shorter than --sleep %v, or the gateway considers the node lost", cfg.wakeEvery, cfg.sleep)
 	}
 	cfg.addr = net.JoinHostPort(*host, strconv.Itoa(*port))
+	cfg.hint = dtlsFlags.ServerNameHint(*host)
 	cfg.filters = topics
 	for _, id := range ids {
 		cfg.filters = append(cfg.filters, snclient.PredefinedID(id))
@@ -187,13 +200,16 @@ func parse(args []string, stderr io.Writer) (*config, int) {
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	stderr = &cli.SyncWriter{W: stderr}
-	cfg, code := parse(args, stderr)
+	cfg, code := parse(args, stdout, stderr)
 	if cfg == nil {
 		return code
 	}
 	code, err := subscribe(ctx, cfg, stdout, stderr)
 	if err != nil {
 		fmt.Fprintln(stderr, "mqttsn-sub:", err)
+		if cfg.hint != "" && strings.Contains(err.Error(), "handshake") {
+			fmt.Fprintln(stderr, "mqttsn-sub:", cfg.hint)
+		}
 	}
 	return code
 }
@@ -239,8 +255,21 @@ func subscribe(ctx context.Context, cfg *config, stdout, stderr io.Writer) (int,
 	if err := c.Connect(ctx); err != nil {
 		return 1, fmt.Errorf("connect to %s: %w", cfg.addr, err)
 	}
+	// A failure once connected (a refused SUBSCRIBE, a failed wake-up)
+	// still says DISCONNECT, briefly; the normal exits do below.
+	disconnected := false
+	defer func() {
+		if !disconnected {
+			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), disconnectWait)
+			defer cancel()
+			_ = c.Disconnect(dctx)
+		}
+	}()
 	for _, f := range cfg.filters {
 		if err := c.Subscribe(ctx, f, cfg.qos, handler); err != nil {
+			if ctx.Err() != nil {
+				return 0, nil // Ctrl-C; the deferred DISCONNECT follows
+			}
 			return 1, fmt.Errorf("subscribe: %w", err)
 		}
 		debugf("subscribed to %s", displayTopic(f))
@@ -292,9 +321,17 @@ loop:
 			}
 		}
 	}
-	dctx, cancel := context.WithTimeout(context.Background(), cfg.retryInterval*time.Duration(max(cfg.opts.RetryCount, 0)+1))
+	// After Ctrl-C the DISCONNECT waits at most disconnectWait, so the
+	// command returns at once even when the gateway is gone; otherwise it
+	// is retransmitted like any request.
+	wait := cfg.retryInterval * time.Duration(max(cfg.opts.RetryCount, 0)+1)
+	if ctx.Err() != nil {
+		wait = disconnectWait
+	}
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), wait)
 	defer cancel()
-	if err := c.Disconnect(dctx); err != nil && code == 0 {
+	disconnected = true
+	if err := c.Disconnect(dctx); err != nil && code == 0 && ctx.Err() == nil {
 		return 1, fmt.Errorf("disconnect: %w", err)
 	}
 	return code, nil

@@ -25,7 +25,10 @@ func runArgs(t *testing.T, args ...string) (code int, stdout, stderr string) {
 }
 
 func TestHelp(t *testing.T) {
-	code, _, errOut := runArgs(t, "--help")
+	code, errOut, stderr := runArgs(t, "--help") // the help is on stdout
+	if stderr != "" {
+		t.Errorf("--help wrote to stderr: %q", stderr)
+	}
 	for _, want := range []string{"mosquitto_sub", "-sleep", "-wake-every", "-predefined", "Exit status"} {
 		if !strings.Contains(errOut, want) {
 			t.Errorf("--help lacks %q", want)
@@ -33,6 +36,13 @@ func TestHelp(t *testing.T) {
 	}
 	if code != 0 {
 		t.Errorf("--help: exit %d", code)
+	}
+}
+
+func TestVersion(t *testing.T) {
+	code, out, stderr := runArgs(t, "--version")
+	if code != 0 || stderr != "" || !strings.HasPrefix(out, "mqttsn-sub ") || !strings.Contains(out, "commit") {
+		t.Errorf("--version: exit %d, stdout %q, stderr %q", code, out, stderr)
 	}
 }
 
@@ -62,7 +72,7 @@ func TestUsageErrors(t *testing.T) {
 
 func TestParse(t *testing.T) {
 	cfg, code := parse([]string{"-h", "::1", "-p", "2000", "-t", "a/#", "-t", "ab", "--topic-id", "9", "-q", "2",
-		"-v", "-C", "3", "-W", "90", "--sleep", "10m", "-i", "node", "-k", "30", "--predefined", "9=nine"}, io.Discard)
+		"-v", "-C", "3", "-W", "90", "--sleep", "10m", "-i", "node", "-k", "30", "--predefined", "9=nine"}, io.Discard, io.Discard)
 	if cfg == nil {
 		t.Fatalf("parse: exit %d", code)
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"flag"
+	"net"
 	"os"
 
 	"github.com/mqttsn-gateway/mqttsn-gateway/snclient"
@@ -21,7 +22,8 @@ const (
 const DTLSUsage = `DTLS (--dtls, default port 1885): with --psk-identity and --psk (the
 identity and hex key of a line of the gateway's dtls.psk_file) the handshake
 uses the pre-shared key; otherwise it checks the gateway's certificate
-against --cafile (default: the system's CAs) for the name given with -h, and
+against --cafile (default: the system's CAs) for the name given with -h (or
+--server-name when -h is an IP address or another name), and
 presents --cert and --key if the gateway asks for a client certificate. The
 gateway accepts only the proven identity as client id (the PSK identity or a
 name of the certificate), so -i defaults to it.
@@ -32,11 +34,12 @@ type DTLSFlags struct {
 	Enabled                   bool
 	PSKIdentity, PSKHex       string
 	CAFile, CertFile, KeyFile string
+	ServerName                string
 	Insecure                  bool
 }
 
-// Register defines --dtls, --psk-identity, --psk, --cafile, --cert, --key
-// and --insecure on fs.
+// Register defines --dtls, --psk-identity, --psk, --cafile, --cert, --key,
+// --server-name and --insecure on fs.
 func (f *DTLSFlags) Register(fs *flag.FlagSet) {
 	fs.BoolVar(&f.Enabled, "dtls", false, "talk DTLS to the gateway's DTLS listener (default port 1885)")
 	fs.StringVar(&f.PSKIdentity, "psk-identity", "", "with --dtls, the pre-shared key `identity`")
@@ -44,6 +47,7 @@ func (f *DTLSFlags) Register(fs *flag.FlagSet) {
 	fs.StringVar(&f.CAFile, "cafile", "", "with --dtls, PEM `file` of the CAs that sign the gateway's certificate (default: the system's)")
 	fs.StringVar(&f.CertFile, "cert", "", "with --dtls, PEM client certificate `file`")
 	fs.StringVar(&f.KeyFile, "key", "", "with --dtls, PEM client private key `file`")
+	fs.StringVar(&f.ServerName, "server-name", "", "with --dtls, the `name` the gateway's certificate must carry (default: the host given with -h)")
 	fs.BoolVar(&f.Insecure, "insecure", false, "with --dtls, do not check the gateway's certificate (testing only)")
 }
 
@@ -59,8 +63,8 @@ func (f *DTLSFlags) Port() int {
 // without --dtls, or an error for an inconsistent combination.
 func (f *DTLSFlags) Dial() (snclient.DialFunc, error) {
 	if !f.Enabled {
-		if f.PSKIdentity != "" || f.PSKHex != "" || f.CAFile != "" || f.CertFile != "" || f.KeyFile != "" || f.Insecure {
-			return nil, errors.New("--psk-identity, --psk, --cafile, --cert, --key and --insecure need --dtls")
+		if f.PSKIdentity != "" || f.PSKHex != "" || f.CAFile != "" || f.CertFile != "" || f.KeyFile != "" || f.ServerName != "" || f.Insecure {
+			return nil, errors.New("--psk-identity, --psk, --cafile, --cert, --key, --server-name and --insecure need --dtls")
 		}
 		return nil, nil
 	}
@@ -68,15 +72,17 @@ func (f *DTLSFlags) Dial() (snclient.DialFunc, error) {
 	switch {
 	case psk && (f.PSKIdentity == "" || f.PSKHex == ""):
 		return nil, errors.New("--psk-identity and --psk go together")
-	case psk && (f.CAFile != "" || f.CertFile != "" || f.KeyFile != "" || f.Insecure):
-		return nil, errors.New("--psk cannot be combined with --cafile, --cert, --key or --insecure: a handshake uses a pre-shared key or certificates")
+	case psk && (f.CAFile != "" || f.CertFile != "" || f.KeyFile != "" || f.ServerName != "" || f.Insecure):
+		return nil, errors.New("--psk cannot be combined with --cafile, --cert, --key, --server-name or --insecure: a handshake uses a pre-shared key or certificates")
+	case f.Insecure && f.ServerName != "":
+		return nil, errors.New("--insecure checks no certificate, so --server-name is useless with it")
 	case (f.CertFile == "") != (f.KeyFile == ""):
 		return nil, errors.New("--cert and --key go together")
 	case f.Insecure && f.CAFile != "":
 		return nil, errors.New("--insecure checks no certificate, so --cafile is useless with it")
 	}
 	cfg := snclient.DTLSConfig{PSKIdentity: f.PSKIdentity, CAFile: f.CAFile, CertFile: f.CertFile,
-		KeyFile: f.KeyFile, InsecureSkipVerify: f.Insecure}
+		KeyFile: f.KeyFile, ServerName: f.ServerName, InsecureSkipVerify: f.Insecure}
 	if psk {
 		key, err := hex.DecodeString(f.PSKHex)
 		if err != nil || len(key) == 0 {
@@ -116,6 +122,16 @@ func (f *DTLSFlags) ClientID() string {
 		return c.Subject.CommonName
 	}
 	return ""
+}
+
+// ServerNameHint is what to say after a failed certificate handshake with
+// a gateway given by IP address and no --server-name: the certificate
+// names the gateway by name (and pion sends no usable SNI for an address).
+func (f *DTLSFlags) ServerNameHint(host string) string {
+	if !f.Enabled || f.PSKIdentity != "" || f.Insecure || f.ServerName != "" || net.ParseIP(host) == nil {
+		return ""
+	}
+	return "-h is an IP address: give --server-name with the name the gateway's certificate carries (e.g. --server-name gateway.example)"
 }
 
 // IsSet reports whether the flag was given on the command line.

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -48,6 +49,10 @@ type File struct {
 		ProbeInterval       time.Duration `yaml:"probe_interval"`
 	} `yaml:"broker"`
 	EmbeddedBroker struct {
+		// Listen is the embedded broker's address. Empty means
+		// DefaultEmbeddedBroker, or a free port when another broker holds
+		// it; an address given here (or with --embedded-broker) is used as
+		// given, and a start fails when it is taken.
 		Listen string `yaml:"listen"`
 	} `yaml:"embedded_broker"`
 	GatewayID uint8 `yaml:"gateway_id"`
@@ -87,6 +92,9 @@ type File struct {
 		// Listen is the admin HTTP listener's address (metrics, health,
 		// status page); empty: no admin listener.
 		Listen string `yaml:"listen"`
+		// Pprof serves net/http/pprof at /debug/pprof on the admin
+		// listener.
+		Pprof bool `yaml:"pprof"`
 	} `yaml:"admin"`
 	DTLS struct {
 		PSKFile          string        `yaml:"psk_file"`
@@ -143,26 +151,33 @@ func (l *StringList) UnmarshalYAML(n *yaml.Node) error {
 	}
 }
 
-// Load reads and checks a configuration file.
+// Load reads and checks a configuration file. Relative file names in it
+// (dtls.psk_file, dtls.cert_file, broker.ca_file, ...) are taken relative
+// to the folder of the configuration file, not to the working directory:
+// a service's working directory is "/".
 func Load(path string) (*File, error) {
-	f, err := os.Open(path)
+	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("config: %w", err)
+		return nil, fmt.Errorf("config: %w%s", err, permissionHint(err))
 	}
-	defer func() { _ = f.Close() }() // read only
-	c, err := Parse(f)
+	c, err := parse(data, filepath.Dir(path))
 	if err != nil {
 		return nil, fmt.Errorf("config %s: %w", path, err)
 	}
 	return c, nil
 }
 
-// Parse decodes a configuration from r. Unknown keys are errors.
+// Parse decodes a configuration from r. Unknown keys are errors. Relative
+// file names stay relative to the working directory.
 func Parse(r io.Reader) (*File, error) {
 	data, err := io.ReadAll(r)
 	if err != nil {
 		return nil, err
 	}
+	return parse(data, "")
+}
+
+func parse(data []byte, dir string) (*File, error) {
 	c := Default()
 	if len(bytes.TrimSpace(data)) == 0 {
 		return c, nil
@@ -172,10 +187,26 @@ func Parse(r io.Reader) (*File, error) {
 	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
 		return nil, explain(err, data)
 	}
+	c.resolvePaths(dir)
 	if err := c.Check(); err != nil {
 		return nil, err
 	}
 	return c, nil
+}
+
+// resolvePaths makes the file names in c relative to dir.
+func (c *File) resolvePaths(dir string) {
+	if dir == "" {
+		return
+	}
+	for _, p := range []*string{
+		&c.DTLS.PSKFile, &c.DTLS.CertFile, &c.DTLS.KeyFile, &c.DTLS.ClientCAFile,
+		&c.Broker.CAFile, &c.Broker.CertFile, &c.Broker.KeyFile,
+	} {
+		if *p != "" && !filepath.IsAbs(*p) {
+			*p = filepath.Join(dir, *p)
+		}
+	}
 }
 
 // explain turns yaml's messages into ones that name the key and the fix.
@@ -193,7 +224,7 @@ func explain(err error, data []byte) error {
 		hint := ""
 		switch {
 		case strings.Contains(part, "not found in type"):
-			hint = " (unknown key: check its spelling against README's configuration section)"
+			return unknownKey(n, key, part)
 		case strings.Contains(part, "time.Duration"):
 			hint = " (durations are written like 10s, 1m30s, 2h)"
 		case strings.Contains(part, "uint8"):
@@ -226,11 +257,19 @@ func keyPath(lines []string, i int) string {
 	return strings.Join(path, ".")
 }
 
+// EmbeddedListen returns the embedded broker's address and whether it was
+// given (in the file or by flag) rather than defaulted.
+func (c *File) EmbeddedListen() (addr string, explicit bool) {
+	if c.EmbeddedBroker.Listen == "" {
+		return DefaultEmbeddedBroker, false
+	}
+	return c.EmbeddedBroker.Listen, true
+}
+
 // Default is the configuration with no file.
 func Default() *File {
 	c := &File{GatewayID: DefaultGatewayID}
 	c.Listen.UDP = StringList{DefaultListenUDP}
-	c.EmbeddedBroker.Listen = DefaultEmbeddedBroker
 	c.Log.Level = "info"
 	return c
 }
@@ -288,6 +327,9 @@ func (c *File) Check() error {
 	}
 	if q := c.Broker.MaxQoS; q != nil && *q > 2 {
 		return fmt.Errorf("broker.max_qos: %d: use 0, 1 or 2", *q)
+	}
+	if err := checkBrokerURL(c.Broker.URL); err != nil {
+		return err
 	}
 	if _, err := upstream.New(c.Upstream(), nil); c.Broker.URL != "" && err != nil {
 		return err

@@ -51,10 +51,10 @@ func TestExampleFile(t *testing.T) {
 	if codeDTLS := (dtlstransport.Config{}).WithDefaults(); fileDTLS != codeDTLS || !*d.BindIdentity || !*d.ConnectionIDs {
 		t.Errorf("documented DTLS defaults differ from the code's:\n file %+v\n code %+v", fileDTLS, codeDTLS)
 	}
-	if c.PredefinedTopics[1] != "sensors/temperature" {
-		t.Errorf("predefined topics %v", c.PredefinedTopics)
+	if len(c.PredefinedTopics) != 0 {
+		t.Errorf("the example lists predefined topics %v, but there are none by default", c.PredefinedTopics)
 	}
-	if *c.QoSMinusOne != true || c.EmbeddedBroker.Listen != DefaultEmbeddedBroker {
+	if *c.QoSMinusOne != true || c.EmbeddedBroker.Listen != "" {
 		t.Errorf("qos_minus_one %v, embedded_broker.listen %q", *c.QoSMinusOne, c.EmbeddedBroker.Listen)
 	}
 }
@@ -113,7 +113,11 @@ admin:
 // A config mistake gets an error naming the key and the fix.
 func TestErrorsNameTheKey(t *testing.T) {
 	for _, c := range []struct{ yaml, want string }{
-		{"listn:\n  udp: x\n", "listn"},
+		{"listn:\n  udp: x\n", `unknown key "listn": did you mean "listen"?`},
+		{"broker:\n  urll: mqtt://x\n", `line 2: unknown key "urll" in broker: did you mean "url"?`},
+		{"dtls:\n  psk: a\n", `unknown key "psk" in dtls: did you mean "psk_file"?`},
+		{"broker:\n  zzzzzz: 1\n", `unknown key "zzzzzz" in broker: the keys there are ca_file, cert_file`},
+		{"broker:\n  url: \"127.0.0.1:1883\"\n", "use mqtt://127.0.0.1:1883"},
 		{"retry:\n  interval: ten\n", "retry.interval"},
 		{"retry:\n  interval: ten\n", "10s"},
 		{"retry:\n  count: -1\n", "retry.count"},
@@ -129,7 +133,7 @@ func TestErrorsNameTheKey(t *testing.T) {
 		{"listen:\n  dtls: \"0.0.0.0:1885\"\ndtls:\n  cert_file: c.pem\n  key_file: k.pem\n", "dtls.bind_identity"},
 		{"listen:\n  dtls: \"nohost\"\ndtls:\n  psk_file: psk.txt\n", "listen.dtls"},
 		{"admin:\n  listen: \"9184\"\n", "admin.listen"},
-		{"admin:\n  lisen: \"127.0.0.1:9184\"\n", "admin.lisen"},
+		{"admin:\n  lisen: \"127.0.0.1:9184\"\n", `unknown key "lisen" in admin: did you mean "listen"?`},
 		{"broker:\n  protocol_version: \"4\"\n", "broker.protocol_version"},
 		{"broker:\n  protocol_version: v5\n", "broker.protocol_version"},
 		{"broker:\n  max_qos: 3\n", "broker.max_qos"},

@@ -51,7 +51,7 @@ type control struct {
 	path string         // mosquitto binary
 	// external brokers (RabbitMQ) are not ours to stop or start.
 	external bool
-	conf string         // extra mosquitto configuration lines
+	conf     string // extra mosquitto configuration lines
 }
 
 // All returns the embedded broker and, when mosquitto is installed, a
