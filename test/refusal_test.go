@@ -105,7 +105,9 @@ func TestNodeMovesBetweenGateways(t *testing.T) {
 		n.Connect("roamer", false, 60)
 		sa := n.Subscribe(1, topic, sn.QoS1)
 
-		Eventually(t, "the first gateway gives the session up", func() bool { return upA.TakenOver() == 1 })
+		Eventually(t, "the first gateway gives the session up", func() bool {
+			return upA.TakenOver() == 1 && len(logsA.FilterMessage("node moved to another connection").All()) > 0
+		})
 		if len(logsA.FilterMessage("node moved to another connection").All()) != 1 {
 			t.Fatalf("want one 'node moved' line from the first gateway: %v", logsA.All())
 		}

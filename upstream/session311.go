@@ -211,6 +211,7 @@ func (s *session311) countDropLocked(c *conn311, err error) bool {
 // endTakenOverLocked ends the session as taken over (s.mu held; unlocks
 // it).
 func (s *session311) endTakenOverLocked() {
+	s.up.counters.takenOver.Add(1)
 	s.endLocked(fmt.Errorf("upstream: %s: the broker closed %d connections in a row right after CONNACK: %w",
 		s.clientID, s.drops, gateway.ErrTakenOver))
 }
