@@ -87,11 +87,19 @@ func TestAggregatingFanOutAndUplink(t *testing.T) {
 func TestAggregatingRetainedOnSubscribe(t *testing.T) {
 	ForEachBroker(t, func(t *testing.T, tg testbroker.Target) {
 		e, _ := runAggregating(t, tg)
-		e.Publish(t, "agg/ret", "kept", 1, true)
-		t.Cleanup(func() { e.Publish(t, "agg/ret", "", 1, true) })
+		topic := "agg/ret/" + tg.Name // the mosquitto targets share one broker
+		e.Publish(t, topic, "kept", 1, true)
+		t.Cleanup(func() { e.Publish(t, topic, "", 1, true) })
+		// The broker acknowledges a publish before it has handed it to
+		// every subscriber (mochi): wait until it serves it as retained,
+		// so that no live copy of it can still reach a node subscribing
+		// now.
+		if r := e.Watch(t, topic).Next(); r.Payload != "kept" || !r.Retain {
+			t.Fatalf("watcher: %+v", r)
+		}
 		a := e.Node(t)
 		a.Connect("agg-ret-a", true, 60)
-		a.Subscribe(1, "agg/ret", sn.QoS1)
+		a.Subscribe(1, topic, sn.QoS1)
 		p := a.Next().(*sn.Publish)
 		if string(p.Data) != "kept" || !p.Retain {
 			t.Fatalf("a: %+v", p)
@@ -100,7 +108,7 @@ func TestAggregatingRetainedOnSubscribe(t *testing.T) {
 
 		b := e.Node(t)
 		b.Connect("agg-ret-b", true, 60)
-		b.Subscribe(1, "agg/ret", sn.QoS1)
+		b.Subscribe(1, topic, sn.QoS1)
 		p = b.Next().(*sn.Publish)
 		if string(p.Data) != "kept" || !p.Retain {
 			t.Fatalf("b: %+v", p)
