@@ -37,7 +37,7 @@ type adminEnv struct {
 // 127.0.0.1:0, both stopped by t.Cleanup.
 func runAdminGateway(t *testing.T, tg testbroker.Target) *adminEnv {
 	t.Helper()
-	up, err := upstream.New(upstream.Config{URL: tg.URL, ReconnectBackoffMin: 50 * time.Millisecond, ReconnectBackoffMax: 500 * time.Millisecond},
+	up, err := upstream.New(testgw.UpstreamConfig(tg, upstream.Config{}),
 		testgw.Logger(t).Named("upstream"))
 	if err != nil {
 		t.Fatal(err)

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"strings"
 	"testing"
-	"time"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -25,15 +24,7 @@ import (
 // logs.
 func runWith(t *testing.T, tg testbroker.Target, ucfg upstream.Config, cfg gateway.Config) (*Env, *upstream.Upstream, *observer.ObservedLogs) {
 	t.Helper()
-	if ucfg.URL == "" {
-		ucfg.URL = tg.URL
-	}
-	if ucfg.ProtocolVersion == "" {
-		ucfg.ProtocolVersion, ucfg.MaxQoS = tg.Protocol, tg.MaxQoS
-	}
-	if ucfg.ReconnectBackoffMin == 0 {
-		ucfg.ReconnectBackoffMin, ucfg.ReconnectBackoffMax = 50*time.Millisecond, 500*time.Millisecond
-	}
+	ucfg = testgw.UpstreamConfig(tg, ucfg)
 	core, logs := observer.New(zapcore.InfoLevel)
 	log := zap.New(zapcore.NewTee(testgw.Logger(t).Core(), core))
 	up, err := upstream.New(ucfg, log.Named("upstream"))

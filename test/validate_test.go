@@ -19,8 +19,7 @@ import (
 // test can show that no upstream connection was dropped.
 func runGatewayUpstream(t *testing.T, tg testbroker.Target, cfg gateway.Config) (*Env, *upstream.Upstream) {
 	t.Helper()
-	ucfg := upstream.Config{URL: tg.URL, ProtocolVersion: tg.Protocol, MaxQoS: tg.MaxQoS,
-		ReconnectBackoffMin: 50 * time.Millisecond, ReconnectBackoffMax: 500 * time.Millisecond}
+	ucfg := testgw.UpstreamConfig(tg, upstream.Config{})
 	up, err := upstream.New(ucfg, testgw.Logger(t).Named("upstream"))
 	if err != nil {
 		t.Fatalf("upstream: %v", err)

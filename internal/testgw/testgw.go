@@ -69,6 +69,21 @@ func start(t testing.TB, tg testbroker.Target, cfg gateway.Config, ucfg upstream
 	if len(cfg.Listen) == 0 {
 		cfg.Listen = []string{"127.0.0.1:0"}
 	}
+	ucfg = UpstreamConfig(tg, ucfg)
+	up, err := upstream.New(ucfg, Logger(t).Named("upstream"))
+	if err != nil {
+		t.Fatalf("upstream: %v", err)
+	}
+	var gu gateway.Upstream = up
+	if wrap != nil {
+		gu = wrap(up)
+	}
+	return StartUpstream(t, gu, cfg, opts...)
+}
+
+// UpstreamConfig fills in what tests leave out of ucfg: the target's URL,
+// protocol version and QoS cap, and short reconnect backoffs.
+func UpstreamConfig(tg testbroker.Target, ucfg upstream.Config) upstream.Config {
 	if ucfg.URL == "" {
 		ucfg.URL = tg.URL
 	}
@@ -81,15 +96,7 @@ func start(t testing.TB, tg testbroker.Target, cfg gateway.Config, ucfg upstream
 	if ucfg.ReconnectBackoffMin == 0 {
 		ucfg.ReconnectBackoffMin, ucfg.ReconnectBackoffMax = 50*time.Millisecond, 500*time.Millisecond
 	}
-	up, err := upstream.New(ucfg, Logger(t).Named("upstream"))
-	if err != nil {
-		t.Fatalf("upstream: %v", err)
-	}
-	var gu gateway.Upstream = up
-	if wrap != nil {
-		gu = wrap(up)
-	}
-	return StartUpstream(t, gu, cfg, opts...)
+	return ucfg
 }
 
 // StartUpstream runs a gateway bridged through up (which the test made,
