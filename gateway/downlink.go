@@ -78,6 +78,7 @@ func (s *shard) exhausted(sess *session) (size int, dropped bool) {
 	out := sess.inflight
 	size = out.size()
 	if out.exhausted || (size > smallDatagram && size > sess.maxAcked) {
+		s.forgetItem(sess, out.item)
 		sess.inflight = nil
 		if out.stage == stageRegister {
 			sess.topics.Remove(out.topicID)
@@ -92,18 +93,25 @@ func (s *shard) exhausted(sess *session) (size int, dropped bool) {
 
 // onDeliver queues a broker message for the node and starts delivery when
 // the node can receive.
-func (s *shard) onDeliver(now time.Time, sess *session, gen uint64, m Message) {
+// ack runs once the message is stored (persist.go); the broker's
+// acknowledgement waits for it.
+func (s *shard) onDeliver(now time.Time, sess *session, gen uint64, m Message, ack func(error)) {
 	if gen != sess.upGen || s.sessions[sess.id] != sess {
+		ack(nil)
 		return // a clean session replaced the one this came from, or it was forgotten
 	}
 	qos, ok := s.deliveryQoS(sess, m)
 	if !ok {
+		ack(nil)
 		return // no longer subscribed
 	}
-	drops := sess.queue.Push(sleepmgr.Item{Topic: m.Topic, Payload: m.Payload, QoS: int8(qos), Retain: m.Retain})
+	it := sleepmgr.Item{Topic: m.Topic, Payload: m.Payload, QoS: int8(qos), Retain: m.Retain}
+	s.tagItem(sess, &it, ack)
+	drops := sess.queue.Push(it)
 	if len(drops) > 0 {
 		s.g.stats.BufferDropped.Add(uint64(len(drops)))
 		for _, d := range drops {
+			s.forgetItem(sess, d.Item)
 			switch d.Reason {
 			case sleepmgr.DropQoS0Overflow:
 				s.g.stats.BufferDroppedQoS0.Add(1)
@@ -153,6 +161,7 @@ func (s *shard) pump(now time.Time, sess *session) {
 		}
 		out := &outbound{item: it}
 		if !s.topicFor(sess, out) {
+			s.forgetItem(sess, it)
 			continue
 		}
 		if out.stage == stageRegister {
@@ -163,6 +172,7 @@ func (s *shard) pump(now time.Time, sess *session) {
 		}
 		if snpacket.QoS(it.QoS) == snpacket.QoS0 {
 			s.sendPublish(sess, out, false)
+			s.forgetItem(sess, it)
 			continue
 		}
 		out.msgID = sess.newMsgID()
@@ -251,6 +261,7 @@ func (s *shard) sendInflight(now time.Time, sess *session, dup bool) {
 	case stageRegister:
 		r := &snpacket.Register{TopicID: out.topicID, MsgID: out.msgID, TopicName: out.item.Topic}
 		if r.Len() > s.g.cfg.MaxPacketSize {
+			s.forgetItem(sess, out.item)
 			sess.inflight = nil
 			sess.topics.Remove(out.topicID)
 			s.g.stats.BufferDropped.Add(1)
@@ -259,6 +270,7 @@ func (s *shard) sendInflight(now time.Time, sess *session, dup bool) {
 		s.send(sess, r)
 	case stagePublish:
 		if !s.sendPublish(sess, out, dup) {
+			s.forgetItem(sess, out.item)
 			sess.inflight = nil
 		}
 	case stagePubrel:
@@ -282,6 +294,7 @@ func (s *shard) finishInflight(now time.Time, sess *session, delivered bool) {
 	if delivered {
 		sess.traffic.Delivered[qi(snpacket.QoS(sess.inflight.item.QoS))]++
 	}
+	s.forgetItem(sess, sess.inflight.item)
 	sess.inflight = nil
 	s.pump(now, sess)
 }

@@ -204,11 +204,11 @@ type rig struct {
 	up *fakeUpstream
 }
 
-func newRig(t testing.TB, cfg Config) *rig {
+func newRig(t testing.TB, cfg Config, opts ...Option) *rig {
 	t.Helper()
 	tr := newMemTransport()
 	up := newFakeUpstream()
-	g, err := New(cfg, WithTransport(tr), WithUpstream(up))
+	g, err := New(cfg, append([]Option{WithTransport(tr), WithUpstream(up)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}

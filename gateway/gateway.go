@@ -24,6 +24,7 @@ import (
 
 	"github.com/mqttsn-gateway/mqttsn-gateway/sleepmgr"
 	"github.com/mqttsn-gateway/mqttsn-gateway/snpacket"
+	"github.com/mqttsn-gateway/mqttsn-gateway/store"
 	"github.com/mqttsn-gateway/mqttsn-gateway/topicreg"
 )
 
@@ -71,6 +72,10 @@ type Gateway struct {
 	stats  Stats
 	gone   goneRing // recently lost or forgotten nodes
 
+	store   store.Store // durable sessions (persist.go); store.Nop: none
+	durable bool        // store is not store.Nop
+	drain   drainState  // graceful shutdown (shutdown.go)
+
 	transports []Transport
 	shards     []*shard
 
@@ -107,6 +112,7 @@ func New(cfg Config, opts ...Option) (*Gateway, error) {
 		stopping: make(chan struct{}),
 		done:     make(chan struct{}),
 		qm1:      make(chan Message, qosMinusOneQueue),
+		store:    store.Nop{},
 	}
 	for _, o := range opts {
 		if err := o(g); err != nil {
@@ -144,6 +150,10 @@ func New(cfg Config, opts ...Option) (*Gateway, error) {
 	g.dests = dests
 	for i := 0; i < cfg.Shards; i++ {
 		g.shards = append(g.shards, newShard(g, i))
+	}
+	if err := g.restore(time.Now()); err != nil {
+		g.closeTransports()
+		return nil, err
 	}
 	return g, nil
 }
@@ -212,12 +222,13 @@ func (g *Gateway) Serve(ctx context.Context) error {
 	go func() { defer g.wg.Done(); g.runDiscovery(ctx) }()
 	for i, t := range g.transports {
 		g.wg.Add(1)
-		go func() { defer g.wg.Done(); g.readLoop(ctx, i, t) }()
+		g.drain.readers.Add(1)
+		go func() { defer g.wg.Done(); defer g.drain.readers.Done(); g.readLoop(ctx, i, t) }()
 	}
 	close(g.ready)
 	g.log.Info("gateway serving", zap.Stringers("addrs", addrStringers(g.Addrs())), zap.Int("shards", len(g.shards)))
 	<-ctx.Done()
-	close(g.stopping)
+	g.markStopping()
 	g.stop()
 	close(g.done)
 	return ErrGatewayClosed
@@ -228,18 +239,21 @@ func (g *Gateway) stop() {
 	for _, t := range g.transports {
 		_ = t.SetReadDeadline(time.Unix(1, 0))
 	}
+	g.drain.stopReading.Store(true)
 	g.wg.Wait()
-	// Close upstream sessions cleanly (no wills: the nodes are not lost).
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	// Close upstream sessions cleanly (no wills: the nodes are not lost),
+	// within the context Shutdown was given.
+	ctx, cancel := g.stopContext()
 	defer cancel()
-	for _, s := range g.shards {
-		s.closeAll(ctx)
-	}
+	g.closeShards(ctx)
 	g.closeTransports()
 }
 
-// Shutdown stops the gateway and waits until it stopped or ctx ends. It is
-// safe to call more than once and before Serve.
+// Shutdown stops the gateway gracefully and waits until it stopped or ctx
+// ends (shutdown.go): it stops reading datagrams, lets the broker
+// operations in flight finish and answers their nodes, closes the upstream
+// sessions and flushes the store, all within ctx. It is safe to call more
+// than once and before Serve.
 func (g *Gateway) Shutdown(ctx context.Context) error {
 	g.mu.Lock()
 	g.closed = true
@@ -250,7 +264,7 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 		g.shutOnce.Do(g.closeTransports)
 		return nil
 	}
-	cancel()
+	g.shutOnce.Do(func() { go g.drainAndStop(ctx, cancel) })
 	select {
 	case <-g.done:
 		return nil

@@ -26,7 +26,7 @@ func (g *Gateway) readLoop(ctx context.Context, tr int, t Transport) {
 	for {
 		n, addr, err := t.ReadFrom(buf)
 		if err != nil {
-			if ctx.Err() != nil {
+			if ctx.Err() != nil || g.drain.stopReading.Load() {
 				return
 			}
 			var ne net.Error

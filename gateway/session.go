@@ -85,6 +85,8 @@ type session struct {
 	heapIdx     int
 
 	traffic Traffic // the node's radio cost, for operators
+
+	dur durableState // persistence (persist.go)
 }
 
 type subscription struct {
@@ -281,6 +283,7 @@ func (s *shard) resetSession(sess *session) {
 		s.closeUpstream(sess, nil)
 	}
 	sess.upGen++ // deliveries still on their way from the old session are stale
+	s.forgetNode(sess)
 }
 
 func (s *shard) onWillTopic(now time.Time, sess *session, wt *snpacket.WillTopic) {
@@ -335,6 +338,7 @@ func (s *shard) connected(now time.Time, sess *session) {
 	sess.phase = phaseNone
 	sess.everConnected = true
 	sess.transition(sleepmgr.EvConnect)
+	s.markDirty(sess)
 	s.g.stats.Connects.Add(1)
 	s.send(sess, &snpacket.Connack{ReturnCode: snpacket.Accepted})
 	sess.log.Info("connected", zap.String("transport", transportOf(sess.peer.addr)), zap.Stringer("addr", sess.peer.addr), zap.Bool("clean", sess.clean),
@@ -370,6 +374,7 @@ func (s *shard) abandonConnect(now time.Time, sess *session) {
 	switch sess.state {
 	case sleepmgr.Active, sleepmgr.Asleep, sleepmgr.Awake:
 		sess.transition(sleepmgr.EvDisconnect)
+		s.markDirty(sess)
 		s.closeUpstream(sess, nil)
 	default: // not connected: nothing to end
 	}
@@ -410,6 +415,7 @@ func (s *shard) onWake(now time.Time, from peer, clientID string, size int) {
 		return
 	}
 	s.setPeer(sess, from)
+	s.markDirty(sess) // the address it woke from
 	if size > 0 {
 		sess.received(now, size)
 	}
@@ -467,6 +473,7 @@ func (s *shard) lose(now time.Time, sess *session, reason CloseReason, why ...za
 	s.noteLost(sess, reason)
 	sess.log.Info("lost", append([]zap.Field{zap.Stringer("reason", reason), zap.Stringer("state", sess.state), zap.Bool("will", sess.will != nil)}, why...)...)
 	sess.transition(sleepmgr.EvExpire)
+	s.markDirty(sess)
 	sess.phase = phaseNone
 	sess.supervise(now)
 	s.closeUpstream(sess, sess.will)
@@ -494,6 +501,7 @@ func (s *shard) dropSession(sess *session) {
 	if s.sessions[sess.id] == sess {
 		delete(s.sessions, sess.id)
 		s.noteForgotten(sess)
+		s.forgetNode(sess)
 	}
 	sess.log.Debug("session forgotten")
 }

@@ -32,6 +32,7 @@ type shard struct {
 	timers   timerHeap
 	timer    *time.Timer
 	armedAt  time.Time
+	st       shardStore // group committer (persist.go)
 	// ctx is the loop's context, set once when run starts; operations and
 	// deliveries for the shard's sessions derive from it.
 	ctx context.Context //nolint:containedctx // owned by the shard's loop, like its timer
@@ -47,6 +48,7 @@ func newShard(g *Gateway, id int) *shard {
 		work:     make(chan opTask, g.cfg.UpstreamWorkers),
 		sessions: make(map[string]*session),
 		byPeer:   make(map[peerKey]*session),
+		st:       shardStore{jobs: make(chan commitJob, 1)},
 	}
 }
 
@@ -62,9 +64,12 @@ func (s *shard) run(ctx context.Context) {
 		s.g.wg.Add(1)
 		go func() { defer s.g.wg.Done(); s.upstreamWorker(ctx) }()
 	}
+	s.g.wg.Add(1)
+	go func() { defer s.g.wg.Done(); s.committer(ctx) }()
 	s.timer = time.NewTimer(time.Hour)
 	s.timer.Stop()
 	defer s.timer.Stop()
+	s.resumeRestored(time.Now())
 	for {
 		select {
 		case <-ctx.Done():
@@ -77,6 +82,7 @@ func (s *shard) run(ctx context.Context) {
 			s.armedAt = time.Time{}
 			s.expire(time.Now())
 		}
+		s.flushStore()
 		s.rearm()
 	}
 }
@@ -148,6 +154,7 @@ func (s *shard) handle(now time.Time, in inbound) {
 	}
 	sess.received(now, in.size)
 	s.onPacket(now, sess, in.pkt)
+	s.persistAfter(sess, in.pkt)
 	s.schedule(sess)
 }
 

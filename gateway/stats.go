@@ -132,6 +132,7 @@ type Stats struct {
 	Lost                  atomic.Uint64
 	UpstreamClosed        atomic.Uint64
 	UpstreamFailures      atomic.Uint64
+	StoreFailures         atomic.Uint64 // store commits that failed (persist.go)
 	IdentityRefused       atomic.Uint64
 	ForwarderDenied       atomic.Uint64
 	WakeCycles            atomic.Uint64

@@ -62,7 +62,8 @@ type opTask struct {
 	o    op
 	up   Session
 	opts SessionOptions
-	gen  uint64 // opOpen: the session generation its deliveries belong to
+	gen  uint64   // opOpen: the session generation its deliveries belong to
+	trk  *tracker // QoS 2 packets of up (persist.go)
 }
 
 // startOp hands the session's first queued operation to the shard's
@@ -89,7 +90,9 @@ func (s *shard) startOp(sess *session) {
 		}
 		sess.openSeq++
 		t.opts.Ended = s.ender(sess, sess.openSeq)
+		s.openOptions(sess, &t.opts)
 	}
+	t.trk = sess.dur.track
 	if s.idle > 0 {
 		s.idle--
 		s.work <- t // never blocks: an idle worker is waiting, and work has a slot per worker
@@ -164,7 +167,7 @@ func (s *shard) runOp(ctx context.Context, t opTask) opResult {
 		}
 		switch o.kind {
 		case opPublish:
-			r.err = up.Publish(octx, o.msg)
+			r.err = s.publish(octx, t, up)
 		case opSubscribe:
 			r.granted, r.err = up.Subscribe(octx, o.filter, byte(o.sub.qos))
 		default:
@@ -225,6 +228,7 @@ func (s *shard) nodeOpDone(now time.Time, sess *session, o op, r opResult) {
 	switch o.kind {
 	case opPublish:
 		s.publishDone(sess, o, r.err)
+		s.maybeReopen(sess, r.err)
 		if o.nodeQoS == snpacket.QoS1 || o.nodeQoS == snpacket.QoS2 {
 			sess.upWait--
 			s.pump(now, sess) // the node has its answer: downlink goes on
@@ -284,7 +288,8 @@ func (s *shard) openDone(now time.Time, sess *session, r opResult) {
 		return
 	}
 	sess.up = r.session
-	sess.upSeq = sess.openSeq // opens run one at a time: this one is the last started
+	sess.upSeq = sess.openSeq                        // opens run one at a time: this one is the last started
+	sess.dur.packets, sess.dur.byUpstream = nil, nil // resumed
 	if sess.phase == phaseOpening {
 		s.connected(now, sess)
 	}
@@ -312,16 +317,7 @@ func (s *shard) publishDone(sess *session, o op, err error) {
 		}
 		s.send(sess, &snpacket.Puback{TopicID: o.topicID, MsgID: o.msgID, ReturnCode: rc})
 	case snpacket.QoS2:
-		if err != nil {
-			delete(sess.qos2, o.msgID)
-			s.send(sess, &snpacket.Puback{TopicID: o.topicID, MsgID: o.msgID, ReturnCode: snpacket.RejectedCongestion})
-			return
-		}
-		if sess.qos2 == nil {
-			sess.qos2 = map[uint16]bool{}
-		}
-		sess.qos2[o.msgID] = true
-		s.send(sess, &snpacket.Pubrec{MsgID: o.msgID})
+		s.qos2Done(sess, o, err)
 	default: // QoS 0 and -1: nothing to answer
 	}
 }
@@ -345,7 +341,11 @@ func (s *shard) closeUpstream(sess *session, will *Message) {
 // the broker's message is acknowledged only once it is queued for the node.
 func (s *shard) deliverer(sess *session, gen uint64) func(Message) {
 	return func(m Message) {
-		s.post(s.ctx, func(now time.Time) { s.onDeliver(now, sess, gen, m) })
+		if s.g.durable {
+			s.deliverDurable(sess, gen, m)
+			return
+		}
+		s.post(s.ctx, func(now time.Time) { s.onDeliver(now, sess, gen, m, ackNone) })
 	}
 }
 
@@ -426,6 +426,8 @@ func (s *shard) onPublish(now time.Time, sess *session, p *snpacket.Publish) {
 			// A duplicate, DUP flag or not: never forwarded twice.
 			if done {
 				s.send(sess, &snpacket.Pubrec{MsgID: p.MsgID})
+			} else {
+				s.qos2Retry(sess, p)
 			}
 			return
 		}
@@ -456,7 +458,7 @@ func (s *shard) onPubrel(sess *session, p *snpacket.Pubrel) {
 	}
 	delete(sess.qos2, p.MsgID)
 	sess.traffic.UplinkDatagrams[qi(snpacket.QoS2)] += 2 // PUBREL and PUBCOMP
-	s.send(sess, &snpacket.Pubcomp{MsgID: p.MsgID})
+	s.released(sess, p.MsgID)
 }
 
 // onSubscribe handles SUBSCRIBE by name, wildcard, predefined id or short

@@ -31,6 +31,18 @@ type SessionOptions struct {
 	// the PLAIN method), or nil. When set, the upstream logs in with them
 	// instead of its configured credentials.
 	Auth *Credentials
+	// Packets, if not nil, is told of the session's QoS 2 packets to the
+	// broker, so that they survive a restart of the gateway (see
+	// PacketStore). Upstreams that cannot do that ignore it.
+	Packets PacketStore
+	// Resume holds packets Put in an earlier life of the session (before
+	// a restart): they are resent with DUP when the broker kept the
+	// session, as if the connection had only dropped.
+	Resume []StoredPacket
+	// Subscriptions are the node's subscriptions (filter to QoS) as the
+	// gateway kept them: with CleanStart false, the upstream subscribes
+	// to them again when the broker did not keep the session.
+	Subscriptions map[string]byte
 	// Ended, if not nil, is called once, from an upstream goroutine, when
 	// the session ends by itself (never after Close), with the reason:
 	// errors.Is(err, ErrTakenOver) when another connection took the
@@ -87,4 +99,24 @@ type Session interface {
 	// Done is closed when the session ended and will not come back
 	// (after Close, or when reconnecting gave up).
 	Done() <-chan struct{}
+}
+
+// PacketStore keeps an upstream session's QoS 2 packets to the broker
+// across a restart. The upstream calls Put with each QoS 2 PUBLISH before
+// it writes it, and with the PUBREL that replaces it once the broker
+// answered PUBREC; Put returns once the packet is stored (an error: the
+// packet must not be sent). Delete follows the broker's PUBCOMP; Reset
+// means the broker lost the session, and every packet with it. Methods are
+// called from the upstream's goroutines and may block for a disk write.
+type PacketStore interface {
+	Put(id uint16, packet []byte) error
+	Delete(id uint16)
+	Reset()
+}
+
+// StoredPacket is a packet given to PacketStore.Put: its packet identifier
+// and its MQTT encoding.
+type StoredPacket struct {
+	ID   uint16
+	Data []byte
 }

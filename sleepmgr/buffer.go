@@ -20,6 +20,9 @@ type Item struct {
 	Payload []byte
 	QoS     int8
 	Retain  bool
+	// Seq is the caller's tag for the item (the gateway's position in the
+	// durable store); the buffer carries it unchanged.
+	Seq uint64
 }
 
 // Size is the number of bytes the item counts against a Budget:

@@ -23,9 +23,10 @@ const Schema = 1
 // Bucket names and the schema key.
 const (
 	bucketMeta   = "meta"
-	bucketNodes  = "nodes"  // clientID -> node record
-	bucketBuffer = "buffer" // nodeKey + seq (big endian u64) -> message
-	bucketQoS2   = "qos2"   // nodeKey + msgID (big endian u16) -> forwarded (0/1)
+	bucketNodes  = "nodes"    // clientID -> node record
+	bucketBuffer = "buffer"   // nodeKey + seq (big endian u64) -> message
+	bucketQoS2   = "qos2"     // nodeKey + msgID (big endian u16) -> forwarded (0/1) + upstream id (big endian u16)
+	bucketPacket = "upstream" // nodeKey + packet id (big endian u16) -> packet
 	keySchema    = "schema"
 )
 
@@ -115,7 +116,7 @@ func (s *Bolt) checkSchema() error {
 			if err != nil {
 				return err
 			}
-			for _, name := range []string{bucketNodes, bucketBuffer, bucketQoS2} {
+			for _, name := range []string{bucketNodes, bucketBuffer, bucketQoS2, bucketPacket} {
 				if _, err := tx.CreateBucket([]byte(name)); err != nil {
 					return err
 				}
@@ -134,7 +135,9 @@ func (s *Bolt) checkSchema() error {
 				return fmt.Errorf("store.path %q lacks its %q bucket (damaged): restore it from a backup, or move it aside to start with no stored sessions", s.path, name)
 			}
 		}
-		return nil
+		// Added in schema 1 before its first release: created when missing.
+		_, err := tx.CreateBucketIfNotExists([]byte(bucketPacket))
+		return err
 	})
 }
 
@@ -145,6 +148,7 @@ func (s *Bolt) Path() string { return s.path }
 func (s *Bolt) Load(fn func(*Record) error) error {
 	return s.db.View(func(tx *bbolt.Tx) error {
 		buf, q2 := tx.Bucket([]byte(bucketBuffer)).Cursor(), tx.Bucket([]byte(bucketQoS2)).Cursor()
+		pk := tx.Bucket([]byte(bucketPacket)).Cursor()
 		return tx.Bucket([]byte(bucketNodes)).ForEach(func(k, v []byte) error {
 			n, err := decodeNode(v)
 			if err != nil {
@@ -166,10 +170,20 @@ func (s *Bolt) Load(fn func(*Record) error) error {
 				r.Buffer = append(r.Buffer, Buffered{Seq: binary.BigEndian.Uint64(bk[len(prefix):]), Msg: m})
 			}
 			for qk, qv := q2.Seek(prefix); qk != nil && bytes.HasPrefix(qk, prefix); qk, qv = q2.Next() {
-				if len(qk) != len(prefix)+2 || len(qv) != 1 || qv[0] > 1 {
+				if len(qk) != len(prefix)+2 || (len(qv) != 1 && len(qv) != 3) || qv[0] > 1 {
 					return s.corrupt("QoS 2 state", k, errCorrupt)
 				}
-				r.QoS2 = append(r.QoS2, QoS2{MsgID: binary.BigEndian.Uint16(qk[len(prefix):]), Forwarded: qv[0] == 1})
+				q := QoS2{MsgID: binary.BigEndian.Uint16(qk[len(prefix):]), Forwarded: qv[0] == 1}
+				if len(qv) == 3 {
+					q.UpstreamID = binary.BigEndian.Uint16(qv[1:])
+				}
+				r.QoS2 = append(r.QoS2, q)
+			}
+			for pkk, pv := pk.Seek(prefix); pkk != nil && bytes.HasPrefix(pkk, prefix); pkk, pv = pk.Next() {
+				if len(pkk) != len(prefix)+2 {
+					return s.corrupt("upstream packet", k, errCorrupt)
+				}
+				r.Packets = append(r.Packets, Packet{ID: binary.BigEndian.Uint16(pkk[len(prefix):]), Data: bytes.Clone(pv)})
 			}
 			return fn(r)
 		})
@@ -252,6 +266,7 @@ func (s *Bolt) writer() {
 
 func apply(tx *bbolt.Tx, b *Batch) error {
 	nodes, buf, q2 := tx.Bucket([]byte(bucketNodes)), tx.Bucket([]byte(bucketBuffer)), tx.Bucket([]byte(bucketQoS2))
+	pk := tx.Bucket([]byte(bucketPacket))
 	var key, val []byte
 	for i := range b.ops {
 		o := &b.ops[i]
@@ -264,7 +279,9 @@ func apply(tx *bbolt.Tx, b *Batch) error {
 			if err = nodes.Delete([]byte(o.clientID)); err == nil {
 				key = nodeKey(key[:0], o.clientID)
 				if err = deletePrefix(buf, key); err == nil {
-					err = deletePrefix(q2, key)
+					if err = deletePrefix(q2, key); err == nil {
+						err = deletePrefix(pk, key)
+					}
 				}
 			}
 		case opPutMessage:
@@ -276,10 +293,16 @@ func apply(tx *bbolt.Tx, b *Batch) error {
 			err = buf.Delete(key)
 		case opPutQoS2:
 			key = binary.BigEndian.AppendUint16(nodeKey(key[:0], o.clientID), o.qos2.MsgID)
-			err = q2.Put(bytes.Clone(key), appendBool(nil, o.qos2.Forwarded))
+			err = q2.Put(bytes.Clone(key), binary.BigEndian.AppendUint16(appendBool(nil, o.qos2.Forwarded), o.qos2.UpstreamID))
 		case opDeleteQoS2:
 			key = binary.BigEndian.AppendUint16(nodeKey(key[:0], o.clientID), o.qos2.MsgID)
 			err = q2.Delete(key)
+		case opPutPacket:
+			key = binary.BigEndian.AppendUint16(nodeKey(key[:0], o.clientID), o.qos2.UpstreamID)
+			err = pk.Put(bytes.Clone(key), bytes.Clone(o.data))
+		case opDeletePacket:
+			key = binary.BigEndian.AppendUint16(nodeKey(key[:0], o.clientID), o.qos2.UpstreamID)
+			err = pk.Delete(key)
 		}
 		if err != nil {
 			return fmt.Errorf("store: client %q: %w", o.clientID, err)

@@ -51,7 +51,7 @@ func appendNode(b []byte, n *Node) []byte {
 	for _, r := range n.Registrations {
 		b = binary.BigEndian.AppendUint16(b, r.ID)
 		b = appendString(b, r.Name)
-		b = appendBool(b, r.ByGateway)
+		b = appendBool(b, r.Acked)
 	}
 	b = binary.AppendUvarint(b, uint64(len(n.Subscriptions)))
 	for _, s := range n.Subscriptions {
@@ -85,7 +85,7 @@ func decodeNode(b []byte) (*Node, error) {
 	if c := d.count(); c > 0 {
 		n.Registrations = make([]Registration, c)
 		for i := range n.Registrations {
-			n.Registrations[i] = Registration{ID: d.uint16(), Name: d.string(), ByGateway: d.bool()}
+			n.Registrations[i] = Registration{ID: d.uint16(), Name: d.string(), Acked: d.bool()}
 		}
 	}
 	if c := d.count(); c > 0 {

@@ -78,9 +78,10 @@ type Message struct {
 type Registration struct {
 	ID   uint16
 	Name string
-	// ByGateway: the gateway assigned the id and told the node with
-	// REGISTER (downlink); otherwise the node REGISTERed it (uplink).
-	ByGateway bool
+	// Acked: the node knows the id (it REGISTERed the name, or
+	// acknowledged the gateway's REGISTER); otherwise the gateway assigned
+	// it for downlink and registers it before the next PUBLISH.
+	Acked bool
 }
 
 // Subscription is one of a node's subscriptions.
@@ -126,13 +127,26 @@ type Buffered struct {
 type QoS2 struct {
 	MsgID     uint16
 	Forwarded bool
+	// UpstreamID is the packet identifier the message has on the broker
+	// connection, 0 if none yet (see Packet).
+	UpstreamID uint16
+}
+
+// Packet is a packet the upstream session sent to the broker and must
+// resend (with DUP) after a restart if the broker kept the session: a QoS 2
+// PUBLISH not yet acknowledged with PUBREC, or the PUBREL that follows.
+// Data is opaque to the store.
+type Packet struct {
+	ID   uint16
+	Data []byte
 }
 
 // Record is everything stored for one node.
 type Record struct {
-	Node   Node
-	Buffer []Buffered // by Seq
-	QoS2   []QoS2
+	Node    Node
+	Buffer  []Buffered // by Seq
+	QoS2    []QoS2
+	Packets []Packet // by ID
 }
 
 // Batch is a set of writes applied together. The zero value is empty and
@@ -151,6 +165,8 @@ const (
 	opDeleteMessage
 	opPutQoS2
 	opDeleteQoS2
+	opPutPacket
+	opDeletePacket
 )
 
 type op struct {
@@ -160,6 +176,7 @@ type op struct {
 	seq      uint64
 	msg      Message
 	qos2     QoS2
+	data     []byte
 }
 
 // PutNode stores n, replacing the node's previous record.
@@ -191,6 +208,19 @@ func (b *Batch) PutQoS2(clientID string, q QoS2) {
 func (b *Batch) DeleteQoS2(clientID string, msgID uint16) {
 	b.ops = append(b.ops, op{kind: opDeleteQoS2, clientID: clientID, qos2: QoS2{MsgID: msgID}})
 }
+
+// PutPacket stores an upstream packet of the node's broker session.
+func (b *Batch) PutPacket(clientID string, id uint16, data []byte) {
+	b.ops = append(b.ops, op{kind: opPutPacket, clientID: clientID, qos2: QoS2{UpstreamID: id}, data: data})
+}
+
+// DeletePacket forgets an upstream packet (the broker completed it).
+func (b *Batch) DeletePacket(clientID string, id uint16) {
+	b.ops = append(b.ops, op{kind: opDeletePacket, clientID: clientID, qos2: QoS2{UpstreamID: id}})
+}
+
+// Append adds the writes of o after those of b.
+func (b *Batch) Append(o *Batch) { b.ops = append(b.ops, o.ops...) }
 
 // Len is the number of writes in b.
 func (b *Batch) Len() int { return len(b.ops) }

@@ -24,7 +24,7 @@ func sampleNode() *Node {
 		State:         Asleep,
 		Addr:          "[fd00::1]:1884",
 		Will:          &Message{Topic: "will/sensor-1", Payload: []byte("gone"), QoS: 1, Retain: true},
-		Registrations: []Registration{{ID: 1, Name: "a/b"}, {ID: 2, Name: "c/d", ByGateway: true}},
+		Registrations: []Registration{{ID: 1, Name: "a/b"}, {ID: 2, Name: "c/d", Acked: true}},
 		Subscriptions: []Subscription{{Filter: "cmd/#", QoS: 2}, {Filter: "ab", QoS: 1, TopicIDType: 2, TopicID: 0x6162}},
 		Inflight:      &Message{Topic: "cmd/x", Payload: []byte{0, 1, 2}, QoS: 2},
 		InflightMsgID: 77,
@@ -127,8 +127,10 @@ func TestBoltCommitAndReload(t *testing.T) {
 		b.PutMessage("sensor-1", i, Message{Topic: "t", Payload: []byte{byte(i)}, QoS: 1})
 		b.PutMessage("sensor-10", i, Message{Topic: "u", QoS: 0})
 	}
-	b.PutQoS2("sensor-1", QoS2{MsgID: 9, Forwarded: true})
+	b.PutQoS2("sensor-1", QoS2{MsgID: 9, Forwarded: true, UpstreamID: 300})
 	b.PutQoS2("sensor-1", QoS2{MsgID: 10})
+	b.PutPacket("sensor-1", 300, []byte{0x62, 0x02, 0x01, 0x2c})
+	b.PutPacket("sensor-1", 301, []byte{0x34})
 	b.PutQoS2("sensor-10", QoS2{MsgID: 9})
 	if err := s.Commit(ctx, &b); err != nil {
 		t.Fatal(err)
@@ -136,6 +138,7 @@ func TestBoltCommitAndReload(t *testing.T) {
 	b.Reset()
 	b.DeleteMessage("sensor-1", 0)
 	b.DeleteQoS2("sensor-1", 10)
+	b.DeletePacket("sensor-1", 301)
 	if err := s.Commit(ctx, &b); err != nil {
 		t.Fatal(err)
 	}
@@ -159,8 +162,11 @@ func TestBoltCommitAndReload(t *testing.T) {
 	if len(r.Buffer) != 4 || r.Buffer[0].Seq != 1 || r.Buffer[3].Seq != 4 || r.Buffer[3].Msg.Payload[0] != 4 {
 		t.Fatalf("buffer: %+v", r.Buffer)
 	}
-	if !reflect.DeepEqual(r.QoS2, []QoS2{{MsgID: 9, Forwarded: true}}) {
+	if !reflect.DeepEqual(r.QoS2, []QoS2{{MsgID: 9, Forwarded: true, UpstreamID: 300}}) {
 		t.Fatalf("qos2: %+v", r.QoS2)
+	}
+	if !reflect.DeepEqual(r.Packets, []Packet{{ID: 300, Data: []byte{0x62, 0x02, 0x01, 0x2c}}}) {
+		t.Fatalf("packets: %+v", r.Packets)
 	}
 	if r10 := got["sensor-10"]; r10 == nil || len(r10.Buffer) != 5 || len(r10.QoS2) != 1 {
 		t.Fatalf("sensor-10: %+v", r10)

@@ -187,3 +187,44 @@ func (r *Registry) Topics() map[uint16]string {
 	}
 	return out
 }
+
+// Entry is one registered topic, for persistence.
+type Entry struct {
+	ID    uint16
+	Name  string
+	Acked bool // the node knows the id
+}
+
+// Entries returns every registered topic, in no particular order.
+func (r *Registry) Entries() []Entry {
+	out := make([]Entry, 0, len(r.byID))
+	for id, e := range r.byID {
+		out = append(out, Entry{ID: id, Name: e.name, Acked: e.acked})
+	}
+	return out
+}
+
+// Restore puts back topics saved with Entries (a gateway restart). Ids 0
+// and 0xFFFF and duplicate names are skipped; the id cursor moves past the
+// highest id restored.
+func (r *Registry) Restore(entries []Entry) {
+	for _, e := range entries {
+		if e.ID == 0 || e.ID == 0xFFFF || e.Name == "" {
+			continue
+		}
+		if _, dup := r.byName[e.Name]; dup {
+			continue
+		}
+		if _, used := r.byID[e.ID]; used || len(r.byID) >= int(r.max) {
+			continue
+		}
+		if r.byID == nil {
+			r.byID, r.byName = map[uint16]entry{}, map[string]uint16{}
+		}
+		r.byID[e.ID] = entry{name: e.Name, acked: e.Acked}
+		r.byName[e.Name] = e.ID
+		if e.ID > r.last {
+			r.last = e.ID
+		}
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"github.com/eclipse/paho.golang/paho"
 	pahosession "github.com/eclipse/paho.golang/paho/session"
 	"github.com/eclipse/paho.golang/paho/session/state"
+	"github.com/eclipse/paho.golang/paho/store/memory"
 	"go.uber.org/zap"
 
 	"github.com/mqttsn-gateway/mqttsn-gateway/gateway"
@@ -75,6 +76,9 @@ func newSession(u *Upstream, opts gateway.SessionOptions, deliver func(gateway.M
 	clientID := u.cfg.ClientIDPrefix + opts.ClientID
 	log := u.log.With(zap.String("client_id", clientID))
 	st := state.NewInMemory()
+	if opts.Packets != nil {
+		st = state.New(newTrackedStore(opts.Packets, opts.Resume), memory.New())
+	}
 	st.SetErrorLogger(pahoLogger{log: log, level: zap.WarnLevel})
 	s := &session{
 		up:         u,
@@ -88,6 +92,11 @@ func newSession(u *Upstream, opts gateway.SessionOptions, deliver func(gateway.M
 		done:       make(chan struct{}),
 	}
 	s.sentExpiry = s.wantExpiry
+	if !opts.CleanStart {
+		for f, q := range opts.Subscriptions {
+			s.subs[f] = min(q, u.cfg.maxQoS())
+		}
+	}
 	// An empty will message is legal in MQTT-SN and MQTT v5, but some
 	// brokers (mochi) refuse a CONNECT with an empty will payload. The
 	// gateway publishes a lost node's will itself, so such a will is

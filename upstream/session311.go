@@ -95,6 +95,11 @@ func newSession311(u *Upstream, opts gateway.SessionOptions, deliver func(gatewa
 		subs:     make(map[string]byte),
 		done:     make(chan struct{}),
 	}
+	if !opts.CleanStart {
+		for f, q := range opts.Subscriptions {
+			s.subs[f] = min(q, u.cfg.maxQoS())
+		}
+	}
 	s.epochCtx, s.endEpoch = context.WithCancelCause(context.Background())
 	cp := packets.ConnectParams{
 		ProtocolName:     []byte("MQTT"),
@@ -144,9 +149,17 @@ func (s *session311) dial(ctx context.Context, initial bool) (*conn311, bool, er
 
 // open makes the first connection (Upstream.Open).
 func (s *session311) open(ctx context.Context) error {
-	c, _, err := s.dial(ctx, true)
+	c, present, err := s.dial(ctx, true)
 	if err != nil {
 		return err
+	}
+	if !s.opts.CleanStart && !present && len(s.subs) > 0 {
+		// The broker did not keep the session (a gateway restart, say):
+		// subscribe again to what the gateway kept.
+		if err := s.resubscribe(ctx, c); err != nil {
+			c.disconnect()
+			return err
+		}
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()

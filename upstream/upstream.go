@@ -18,6 +18,8 @@ import (
 	"fmt"
 	"net"
 	"sync"
+
+	"github.com/eclipse/paho.golang/paho"
 	"sync/atomic"
 	"time"
 
@@ -94,6 +96,15 @@ func (u *Upstream) openV5(ctx context.Context, opts gateway.SessionOptions, deli
 			u.refusals.note(err, s.clientID)
 		}
 		return nil, err
+	}
+	if !opts.CleanStart && !ca.SessionPresent && len(s.subs) > 0 {
+		// The broker did not keep the session (or never had it, after a
+		// gateway restart): subscribe again to what the gateway kept.
+		if err := s.resubscribe(ctx, cli); err != nil {
+			_ = cli.Disconnect(&paho.Disconnect{ReasonCode: 0})
+			_ = s.state.Close()
+			return nil, err
+		}
 	}
 	if !s.install(cli, ca) {
 		_ = s.state.Close()

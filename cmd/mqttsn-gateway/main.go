@@ -25,6 +25,7 @@ import (
 	"github.com/mqttsn-gateway/mqttsn-gateway/gateway"
 	"github.com/mqttsn-gateway/mqttsn-gateway/internal/buildinfo"
 	"github.com/mqttsn-gateway/mqttsn-gateway/internal/config"
+	"github.com/mqttsn-gateway/mqttsn-gateway/store"
 	"github.com/mqttsn-gateway/mqttsn-gateway/upstream"
 )
 
@@ -196,7 +197,16 @@ func serve(ctx context.Context, cfg *config.File, log *zap.Logger, lvl zap.Atomi
 	probeDone := make(chan struct{})
 	go func() { defer close(probeDone); prober.Run(probeCtx) }()
 	defer func() { stopProbe(); <-probeDone }()
-	opts := []gateway.Option{gateway.WithLogger(log.Named("gateway")), gateway.WithUpstream(up)}
+	st, err := openStore(cfg.Store.Path, log)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := st.Close(); err != nil {
+			log.Warn("store not closed cleanly", zap.String("store.path", cfg.Store.Path), zap.Error(err))
+		}
+	}()
+	opts := []gateway.Option{gateway.WithLogger(log.Named("gateway")), gateway.WithUpstream(up), gateway.WithStore(st)}
 	var dtlsTrs []*dtlstransport.Transport
 	for _, dc := range cfg.DTLSConfigs() {
 		tr, err := dtlstransport.Listen(dc, log.Named("dtls"))
@@ -231,7 +241,9 @@ func serve(ctx context.Context, cfg *config.File, log *zap.Logger, lvl zap.Atomi
 	}
 	log.Info("mqttsn-gateway starting", zap.Strings("udp", cfg.Listen.UDP), zap.Strings("dtls", cfg.Listen.DTLS), zap.String("broker", upstream.RedactURL(ucfg.URL)))
 	errc := make(chan error, 1)
-	go func() { errc <- g.Serve(ctx) }()
+	// Serve runs until Shutdown, which drains within shutdown_timeout; a
+	// signal must not cut the drain short by ending Serve's context.
+	go func() { errc <- g.Serve(context.WithoutCancel(ctx)) }()
 	rl := &reloader{running: cfg, reread: reread, target: g, lvl: lvl, log: log}
 	for _, t := range dtlsTrs {
 		rl.dtls = append(rl.dtls, t)
@@ -253,8 +265,8 @@ wait:
 			break wait
 		}
 	}
-	log.Info("shutting down")
-	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	log.Info("shutting down", zap.Duration("shutdown_timeout", cfg.ShutdownTimeout))
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
 	if err := g.Shutdown(sctx); err != nil {
 		return fmt.Errorf("shutdown: %w", err)
@@ -366,4 +378,20 @@ func watchCommand(addr string) string {
 		return ""
 	}
 	return "mosquitto_sub -h " + host + " -p " + port + " -t '#' -v"
+}
+
+// openStore opens the durable session store at path, or none when path is
+// empty (said once: nothing survives a restart then). Errors name
+// store.path and the fix.
+func openStore(path string, log *zap.Logger) (store.Store, error) {
+	if path == "" {
+		log.Info("store.path is empty: sessions are kept in memory only, and a restart loses them (nodes must CONNECT again)")
+		return store.Nop{}, nil
+	}
+	st, err := store.Open(path, store.Options{})
+	if err != nil {
+		return nil, err
+	}
+	log.Info("durable session store open", zap.String("store.path", path))
+	return st, nil
 }

@@ -6,6 +6,8 @@ import (
 	"io/fs"
 	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strings"
 )
 
@@ -41,7 +43,28 @@ func (c *File) CheckStart() error {
 		}
 	}
 	errs = append(errs, c.checkListeners()...)
+	if err := c.checkStorePath(); err != nil {
+		errs = append(errs, err)
+	}
 	return errors.Join(errs...)
+}
+
+// checkStorePath checks that store.path's folder exists and that the path
+// is not a folder. It does not open the file: a running gateway holds its
+// lock.
+func (c *File) checkStorePath() error {
+	p := c.Store.Path
+	if p == "" {
+		return nil
+	}
+	dir := filepath.Dir(p)
+	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+		return fmt.Errorf("store.path %q: folder %q does not exist: create it (the systemd unit's StateDirectory= does) or point store.path into a writable folder", p, dir)
+	}
+	if fi, err := os.Stat(p); err == nil && fi.IsDir() {
+		return fmt.Errorf("store.path %q is a folder: give the path of a file in it, e.g. %q", p, filepath.Join(p, "state.db"))
+	}
+	return nil
 }
 
 // listener is one socket the gateway would bind.

@@ -114,6 +114,15 @@ type File struct {
 		// upstream with their own credentials.
 		Required bool `yaml:"required"`
 	} `yaml:"node_auth"`
+
+	Store struct {
+		// Path is the durable session store's file; empty: sessions are
+		// kept in memory only and a restart loses them.
+		Path string `yaml:"path"`
+	} `yaml:"store"`
+	// ShutdownTimeout bounds a graceful stop (SIGTERM): in-flight broker
+	// operations finish and the store is flushed within it.
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
 }
 
 // Defaults of the command (the library's own defaults fill the rest).
@@ -121,6 +130,8 @@ const (
 	DefaultListenUDP      = "0.0.0.0:1884"
 	DefaultEmbeddedBroker = "127.0.0.1:1883"
 	DefaultGatewayID      = 1
+	// DefaultShutdownTimeout is shutdown_timeout's default.
+	DefaultShutdownTimeout = 10 * time.Second
 )
 
 // StringList is one string or a list of strings.
@@ -201,7 +212,7 @@ func (c *File) resolvePaths(dir string) {
 	}
 	for _, p := range []*string{
 		&c.DTLS.PSKFile, &c.DTLS.CertFile, &c.DTLS.KeyFile, &c.DTLS.ClientCAFile,
-		&c.Broker.CAFile, &c.Broker.CertFile, &c.Broker.KeyFile,
+		&c.Broker.CAFile, &c.Broker.CertFile, &c.Broker.KeyFile, &c.Store.Path,
 	} {
 		if *p != "" && !filepath.IsAbs(*p) {
 			*p = filepath.Join(dir, *p)
@@ -271,6 +282,7 @@ func Default() *File {
 	c := &File{GatewayID: DefaultGatewayID}
 	c.Listen.UDP = StringList{DefaultListenUDP}
 	c.Log.Level = "info"
+	c.ShutdownTimeout = DefaultShutdownTimeout
 	return c
 }
 
@@ -306,6 +318,9 @@ func (c *File) Check() error {
 	}
 	if c.Sleep.MaxBufferedBytes < 0 {
 		return fmt.Errorf("sleep.max_buffered_bytes: %d: must be positive", c.Sleep.MaxBufferedBytes)
+	}
+	if c.ShutdownTimeout <= 0 {
+		return fmt.Errorf("shutdown_timeout: %s: must be positive (default %s)", c.ShutdownTimeout, DefaultShutdownTimeout)
 	}
 	if len(c.Listen.UDP) == 0 && len(c.Listen.DTLS) == 0 {
 		return errors.New("listen.udp: nothing to listen on: give an address such as 0.0.0.0:1884")

@@ -54,6 +54,9 @@ func TestExampleFile(t *testing.T) {
 	if len(c.PredefinedTopics) != 0 {
 		t.Errorf("the example lists predefined topics %v, but there are none by default", c.PredefinedTopics)
 	}
+	if c.Store.Path != "" || c.ShutdownTimeout != DefaultShutdownTimeout {
+		t.Errorf("store.path %q, shutdown_timeout %s: the defaults are empty and %s", c.Store.Path, c.ShutdownTimeout, DefaultShutdownTimeout)
+	}
 	if *c.QoSMinusOne != true || c.EmbeddedBroker.Listen != "" {
 		t.Errorf("qos_minus_one %v, embedded_broker.listen %q", *c.QoSMinusOne, c.EmbeddedBroker.Listen)
 	}
@@ -204,5 +207,39 @@ dtls:
 	off, err := Parse(strings.NewReader("listen:\n  dtls: \"127.0.0.1:1885\"\ndtls:\n  psk_file: \"" + psk + "\"\n  bind_identity: false\n"))
 	if err != nil || !off.Gateway().DisableIdentityBinding {
 		t.Fatalf("bind_identity: false: %v", err)
+	}
+}
+
+// store.path and shutdown_timeout, spelled exactly so; a relative store.path
+// is taken from the configuration file's folder.
+func TestStoreKeys(t *testing.T) {
+	c, err := Parse(strings.NewReader("store:\n  path: /var/lib/mqttsn-gateway/state.db\nshutdown_timeout: 3s\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Store.Path != "/var/lib/mqttsn-gateway/state.db" || c.ShutdownTimeout != 3*time.Second {
+		t.Errorf("store.path %q, shutdown_timeout %s", c.Store.Path, c.ShutdownTimeout)
+	}
+	if _, err := Parse(strings.NewReader("shutdown_timeout: -1s\n")); err == nil || !strings.Contains(err.Error(), "shutdown_timeout") {
+		t.Errorf("negative shutdown_timeout: %v", err)
+	}
+	dir := t.TempDir()
+	p := dir + "/gateway.yaml"
+	if err := os.WriteFile(p, []byte("store:\n  path: state.db\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err = Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Store.Path != dir+"/state.db" {
+		t.Errorf("relative store.path resolved to %q", c.Store.Path)
+	}
+	if err := c.CheckStart(); err != nil {
+		t.Errorf("CheckStart: %v", err)
+	}
+	c.Store.Path = dir + "/missing/state.db"
+	if err := c.CheckStart(); err == nil || !strings.Contains(err.Error(), "store.path") || !strings.Contains(err.Error(), "does not exist") {
+		t.Errorf("missing folder: %v", err)
 	}
 }

@@ -1,0 +1,156 @@
+package gateway
+
+import (
+	"context"
+	"net"
+	"path/filepath"
+	"testing"
+	"time"
+
+	sn "github.com/mqttsn-gateway/mqttsn-gateway/snpacket"
+	"github.com/mqttsn-gateway/mqttsn-gateway/store"
+)
+
+// durableRig is a rig over a bbolt store at path; stop shuts the gateway
+// down and closes the store, as the command does.
+func durableRig(t *testing.T, path string, cfg Config) (r *rig, stop func()) {
+	t.Helper()
+	st, err := store.Open(path, store.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := newMemTransport()
+	up := newFakeUpstream()
+	g, err := New(cfg, WithTransport(tr), WithUpstream(up), WithStore(st))
+	if err != nil {
+		_ = st.Close()
+		t.Fatal(err)
+	}
+	r = &rig{t: t, g: g, tr: tr, up: up}
+	done := make(chan struct{})
+	go func() { defer close(done); _ = g.Serve(context.Background()) }()
+	<-g.Ready()
+	stopped := false
+	stop = func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := g.Shutdown(ctx); err != nil {
+			t.Errorf("Shutdown: %v", err)
+		}
+		<-done
+		if err := st.Close(); err != nil {
+			t.Error(err)
+		}
+	}
+	t.Cleanup(stop)
+	return r, stop
+}
+
+// waitSession waits until the fake broker has a session for id.
+func (r *rig) waitSession(id string) *fakeSession {
+	r.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if s := r.up.session(id); s != nil {
+			return s
+		}
+		select {
+		case <-time.After(time.Millisecond):
+		case <-r.g.Stopping():
+		}
+	}
+	r.t.Fatalf("no upstream session for %s", id)
+	return nil
+}
+
+// A restart on the same store is invisible to nodes: an active node
+// publishes on its registered topic id without a new CONNECT, a sleeping
+// node's wake-up gets what the broker sent while it slept, and a QoS 2
+// retry is answered PUBREC without reaching the broker again.
+func TestRestartRestoresSessions(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.db")
+	cfg := Config{Shards: 2}
+	nodeB := &net.UDPAddr{IP: net.IPv4(10, 0, 0, 2), Port: 5000}
+
+	r, stop := durableRig(t, path, cfg)
+	r.send(nodeA, &sn.Connect{CleanSession: true, Duration: 60, ClientID: "active"})
+	r.expect(&sn.Connack{ReturnCode: sn.Accepted})
+	r.send(nodeA, &sn.Register{MsgID: 1, TopicName: "a/b"})
+	r.expect(&sn.Regack{TopicID: 1, MsgID: 1})
+	r.send(nodeA, &sn.Publish{QoS: sn.QoS2, TopicID: 1, MsgID: 7, Data: []byte("once")})
+	r.expect(&sn.Pubrec{MsgID: 7})
+	if m := r.published(); string(m.Payload) != "once" {
+		t.Fatalf("published %q", m.Payload)
+	}
+
+	r.send(nodeB, &sn.Connect{CleanSession: false, Duration: 60, ClientID: "sleeper"})
+	r.expect(&sn.Connack{ReturnCode: sn.Accepted})
+	r.send(nodeB, &sn.Subscribe{QoS: sn.QoS1, TopicName: "x/y", MsgID: 2})
+	r.expect(&sn.Suback{QoS: sn.QoS1, TopicID: 1, MsgID: 2})
+	r.send(nodeB, &sn.Disconnect{HasDuration: true, Duration: 600})
+	r.expect(&sn.Disconnect{})
+	// The broker's message is acknowledged (deliver returns) only once stored.
+	r.waitSession("sleeper").deliver(Message{Topic: "x/y", Payload: []byte("kept"), QoS: 1})
+	stop()
+
+	r2, _ := durableRig(t, path, cfg)
+	if s := r2.waitSession("sleeper"); s.opts.CleanStart || s.opts.Subscriptions["x/y"] != 1 {
+		t.Errorf("sleeper resumed with %+v", s.opts)
+	}
+	r2.send(nodeA, &sn.Publish{QoS: sn.QoS1, TopicID: 1, MsgID: 8, Data: []byte("after")})
+	r2.expect(&sn.Puback{TopicID: 1, MsgID: 8})
+	if m := r2.published(); string(m.Payload) != "after" {
+		t.Fatalf("published %q", m.Payload)
+	}
+	r2.send(nodeA, &sn.Publish{QoS: sn.QoS2, DUP: true, TopicID: 1, MsgID: 7, Data: []byte("once")})
+	r2.expect(&sn.Pubrec{MsgID: 7})
+	r2.send(nodeA, &sn.Pubrel{MsgID: 7})
+	r2.expect(&sn.Pubcomp{MsgID: 7})
+
+	r2.send(nodeB, &sn.PingReq{ClientID: "sleeper"})
+	p, ok := r2.next().(*sn.Publish)
+	if !ok || string(p.Data) != "kept" || p.TopicID != 1 {
+		t.Fatalf("wake-up got %+v", p)
+	}
+	r2.send(nodeB, &sn.Puback{TopicID: 1, MsgID: p.MsgID})
+	r2.expect(&sn.PingResp{})
+	select {
+	case m := <-r2.up.published:
+		t.Fatalf("a second message reached the broker: %+v", m)
+	default:
+	}
+}
+
+// A clean CONNECT deletes the stored session: a restart does not bring
+// back what the node dropped.
+func TestCleanConnectDeletesStoredSession(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.db")
+	r, stop := durableRig(t, path, Config{Shards: 1})
+	r.send(nodeA, &sn.Connect{CleanSession: false, Duration: 60, ClientID: "n"})
+	r.expect(&sn.Connack{ReturnCode: sn.Accepted})
+	r.send(nodeA, &sn.Register{MsgID: 1, TopicName: "a/b"})
+	r.expect(&sn.Regack{TopicID: 1, MsgID: 1})
+	r.send(nodeA, &sn.Disconnect{})
+	r.expect(&sn.Disconnect{})
+	r.send(nodeA, &sn.Connect{CleanSession: true, Duration: 60, ClientID: "n"})
+	r.expect(&sn.Connack{ReturnCode: sn.Accepted})
+	r.send(nodeA, &sn.Disconnect{})
+	r.expect(&sn.Disconnect{})
+	stop()
+	st, err := store.Open(path, store.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	n := 0
+	if err := st.Load(func(*store.Record) error { n++; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if n != 0 {
+		t.Errorf("%d records left after a clean session ended", n)
+	}
+}
