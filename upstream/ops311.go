@@ -38,6 +38,11 @@ func (s *session311) handle(c *conn311, pk *packets.Packet) error {
 			of.done <- nil
 		}
 	case packets.Pubrec:
+		rel := &packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Pubrel}, PacketID: id}
+		if err := s.storeQoS2(rel); err != nil {
+			s.log.Warn("upstream: PUBREL not stored; the broker's PUBREC is answered again after it resends", zap.Error(err))
+			return nil
+		}
 		s.mu.Lock()
 		if of := s.out[id]; of != nil {
 			of.released = true
@@ -53,6 +58,9 @@ func (s *session311) handle(c *conn311, pk *packets.Packet) error {
 			delete(s.out, id)
 		}
 		s.mu.Unlock()
+		if ps := s.opts.Packets; ps != nil {
+			ps.Delete(id)
+		}
 		if of != nil {
 			of.done <- nil
 		}
@@ -216,6 +224,12 @@ func (s *session311) Publish(ctx context.Context, msg gateway.Message) error {
 		s.out[id] = of
 	}
 	s.mu.Unlock()
+	if qos == 2 {
+		if err := s.storeQoS2(&pk); err != nil {
+			s.dropOut(pk.PacketID, of)
+			return fmt.Errorf("upstream: publish to %q: %w", msg.Topic, err)
+		}
+	}
 
 	if ce := s.log.Check(zap.DebugLevel, "upstream publish"); ce != nil {
 		ce.Write(zap.String("topic", msg.Topic), zap.Uint8("qos", qos), zap.Bool("retain", msg.Retain), zap.Int("len", len(msg.Payload)))

@@ -161,6 +161,12 @@ func (s *session311) open(ctx context.Context) error {
 			return err
 		}
 	}
+	if len(s.opts.Resume) > 0 {
+		if err := s.resume(c, present); err != nil {
+			c.disconnect()
+			return err
+		}
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	select {
@@ -263,6 +269,9 @@ func (s *session311) discardStateLocked() {
 	s.epochCtx, s.endEpoch = context.WithCancelCause(context.Background())
 	clear(s.out)
 	clear(s.inQoS2)
+	if ps := s.opts.Packets; ps != nil {
+		ps.Reset()
+	}
 }
 
 // reconnectLoop is session.reconnectLoop for MQTT 3.1.1.
