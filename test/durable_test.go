@@ -303,7 +303,7 @@ func durableRestart(t *testing.T, sig syscall.Signal) {
 			brokerPub.publish(sleepTopic, "s"+strconv.Itoa(i), 1) // while the gateway is down
 		}
 
-		gw = startGatewayProc(t, bin, cfgFile)
+		_ = startGatewayProc(t, bin, cfgFile)
 		Eventually(t, "every node has 5 more messages acknowledged after the restart", func() bool {
 			for i, p := range pubs {
 				if p.ackedCount() < atStop[i]+5 {
