@@ -86,7 +86,21 @@ func TestUnitHardening(t *testing.T) {
 		t.Errorf("RestrictAddressFamilies=%q", got)
 	}
 	// The config the install steps put in place passes --check-config.
-	if code, out, errOut := runArgs("--check-config", "../../deploy/gateway.yaml"); code != 0 {
+	// Its store.path is in the unit's StateDirectory, which systemd makes
+	// at start; here a temporary folder stands in for it.
+	cfg, err := os.ReadFile("../../deploy/gateway.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const statePath = "/var/lib/mqttsn-gateway/state.db"
+	if !strings.Contains(string(cfg), "path: "+statePath) || !strings.HasSuffix(d["StateDirectory"][0], "mqttsn-gateway") {
+		t.Errorf("deploy/gateway.yaml's store.path is not %s, in the unit's StateDirectory", statePath)
+	}
+	local := filepath.Join(t.TempDir(), "gateway.yaml")
+	if err := os.WriteFile(local, []byte(strings.Replace(string(cfg), statePath, filepath.Join(t.TempDir(), "state.db"), 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, errOut := runArgs("--check-config", local); code != 0 {
 		t.Errorf("deploy/gateway.yaml: %d %s %s", code, out, errOut)
 	}
 }
