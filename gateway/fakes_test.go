@@ -97,6 +97,7 @@ type fakeUpstream struct {
 	gate      chan struct{} // when set, Open waits for it
 	pubGate   chan struct{} // when set, Publish waits for it
 	opens     int
+	packetID  uint16
 	published chan Message
 	sessions  map[string]*fakeSession
 }
@@ -175,8 +176,27 @@ func (s *fakeSession) Publish(ctx context.Context, m Message) error {
 	if s.f.isDown() {
 		return errDown
 	}
+	// As the paho session does: a QoS 2 PUBLISH is stored before it goes
+	// out, replaced by its PUBREL at the broker's PUBREC, and forgotten at
+	// PUBCOMP.
+	var id uint16
+	if ps := s.opts.Packets; ps != nil && m.QoS == 2 {
+		s.f.mu.Lock()
+		s.f.packetID++
+		id = s.f.packetID
+		s.f.mu.Unlock()
+		if err := ps.Put(id, []byte{0x34, 0x00}); err != nil {
+			return err
+		}
+	}
 	m.Payload = append([]byte(nil), m.Payload...)
 	s.f.published <- m
+	if id != 0 {
+		if err := s.opts.Packets.Put(id, []byte{0x62, 0x02, byte(id >> 8), byte(id)}); err != nil {
+			return err
+		}
+		s.opts.Packets.Delete(id)
+	}
 	return nil
 }
 

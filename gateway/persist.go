@@ -63,19 +63,42 @@ type durableState struct {
 	unstored map[uint16]bool
 }
 
-// shardStore is a shard's group committer.
+// shardStore is a shard's group committer. With a store that takes
+// commits asynchronously (store.AsyncCommitter) a few batches are in
+// flight at once, so that a write never waits for an unrelated commit
+// before its own: the store then groups every shard's waiting batches into
+// one transaction.
 type shardStore struct {
-	next    store.Batch
-	waiters []func(error)
-	dirty   []*session
-	busy    bool // a batch is being committed
-	jobs    chan commitJob
-	warned  time.Time // last store-failure warning
+	next     store.Batch
+	waiters  []func(error)
+	dirty    []*session
+	inflight int // batches handed to the committer and not done
+	max      int // batches in flight at most
+	jobs     chan commitJob
+	results  chan commitResult // async completions, one per batch in flight
+	warned   time.Time         // last store-failure warning
 }
 
 type commitJob struct {
 	b       *store.Batch
 	waiters []func(error)
+}
+
+type commitResult struct {
+	j   commitJob
+	err error
+}
+
+// maxAsyncBatches is how many batches a shard keeps in flight with an
+// asynchronous store.
+const maxAsyncBatches = 4
+
+func newShardStore(st store.Store) shardStore {
+	n := 1
+	if _, ok := st.(store.AsyncCommitter); ok {
+		n = maxAsyncBatches
+	}
+	return shardStore{max: n, jobs: make(chan commitJob, n), results: make(chan commitResult, n)}
 }
 
 // write adds writes to the shard's next batch. then, if not nil, runs on
@@ -106,7 +129,7 @@ func (s *shard) markDirty(sess *session) {
 // flushStore hands the next batch to the committer if none is in flight.
 // It runs after every event of the shard's loop.
 func (s *shard) flushStore() {
-	if !s.g.durable || s.st.busy {
+	if !s.g.durable || s.st.inflight >= s.st.max {
 		return
 	}
 	s.collectDirty()
@@ -118,8 +141,8 @@ func (s *shard) flushStore() {
 	s.st.next.Reset()
 	j := commitJob{b: b, waiters: s.st.waiters}
 	s.st.waiters = nil
-	s.st.busy = true
-	s.st.jobs <- j // capacity 1, and only one job is ever in flight
+	s.st.inflight++
+	s.st.jobs <- j // never blocks: capacity max, and at most max in flight
 }
 
 func (s *shard) collectDirty() {
@@ -138,19 +161,30 @@ func (s *shard) collectDirty() {
 // back to the shard. A commit already started is finished even when ctx
 // ends, so that what was promised is on disk.
 func (s *shard) committer(ctx context.Context) {
+	async, _ := s.g.store.(store.AsyncCommitter)
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case j := <-s.st.jobs:
+			if async != nil {
+				// results has a slot per batch in flight: the store's
+				// goroutine never blocks on it.
+				if err := async.CommitAsync(j.b, func(err error) { s.st.results <- commitResult{j: j, err: err} }); err != nil {
+					s.st.results <- commitResult{j: j, err: err}
+				}
+				continue
+			}
 			err := s.g.store.Commit(context.WithoutCancel(ctx), j.b)
 			s.post(ctx, func(now time.Time) { s.commitDone(now, j, err) })
+		case r := <-s.st.results:
+			s.post(ctx, func(now time.Time) { s.commitDone(now, r.j, r.err) })
 		}
 	}
 }
 
 func (s *shard) commitDone(_ time.Time, j commitJob, err error) {
-	s.st.busy = false
+	s.st.inflight--
 	if err != nil {
 		s.g.stats.StoreFailures.Add(1)
 		if now := time.Now(); now.Sub(s.st.warned) > 10*time.Second {
@@ -211,9 +245,13 @@ func (s *shard) nodeRecord(sess *session) *store.Node {
 }
 
 // addrString is a peer as stored: transport index, address and forwarder
-// node id. Peers of transports that keep per-peer state (DTLS) are not
-// stored: that state does not survive a restart.
+// node id. Peers of transports that keep per-peer state (DTLS) are stored
+// as addrAuthenticated only: that state does not survive a restart, but
+// the session stays one that only an authenticated peer may take.
 func (g *Gateway) addrString(p peer) string {
+	if p.addr != nil && g.authenticated(p) {
+		return addrAuthenticated
+	}
 	if p.addr == nil || p.key.id != 0 || !p.key.ap.IsValid() {
 		return ""
 	}
@@ -248,6 +286,10 @@ func (g *Gateway) parsePeer(s string) (peer, bool) {
 	}
 	return peer{key: k, addr: net.UDPAddrFromAddrPort(ap)}, true
 }
+
+// addrAuthenticated is the stored address of a node that came over an
+// authenticating transport (DTLS).
+const addrAuthenticated = "authenticated"
 
 const hexDigits = "0123456789abcdef"
 
@@ -378,8 +420,9 @@ type tracker struct {
 }
 
 type trackEntry struct {
-	msgID  uint16
-	pubrel bool
+	msgID     uint16
+	pubrel    bool
+	completed bool // the broker's PUBCOMP came
 }
 
 var _ PacketStore = (*tracker)(nil)
@@ -407,7 +450,7 @@ func (t *tracker) handed(msgID uint16) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for _, e := range t.byID {
-		if e.msgID == msgID {
+		if e.msgID == msgID && !e.completed {
 			return true
 		}
 	}
@@ -447,19 +490,32 @@ func (t *tracker) Put(id uint16, packet []byte) error {
 	})
 }
 
-// Delete implements PacketStore: the broker completed packet id.
+// Delete implements PacketStore: the broker completed packet id. The
+// stored PUBREL stays until the node's PUBREL deletes the MsgId (release),
+// in the same write: a PUBREL resent after a restart is harmless (the
+// broker answers PUBCOMP), and one write fewer per message keeps the
+// shard's group commit free.
 func (t *tracker) Delete(id uint16) {
 	t.mu.Lock()
-	_, ok := t.byID[id]
-	delete(t.byID, id)
-	t.mu.Unlock()
-	if !ok {
-		return
+	if e, ok := t.byID[id]; ok {
+		e.completed = true
+		t.byID[id] = e
 	}
-	cid := t.sess.id
-	t.s.postFromUpstream(t, func(sess *session) {
-		t.s.write(func(b *store.Batch) { b.DeletePacket(cid, id) }, nil)
-	})
+	t.mu.Unlock()
+}
+
+// release forgets the packet carrying the node's msgID (its PUBREL came)
+// and returns its id, 0 if none.
+func (t *tracker) release(msgID uint16) uint16 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for id, e := range t.byID {
+		if e.msgID == msgID {
+			delete(t.byID, id)
+			return id
+		}
+	}
+	return 0
 }
 
 // Reset implements PacketStore: the broker lost the session. MsgIds the

@@ -97,7 +97,16 @@ func (s *shard) qos2Retry(sess *session, p *snpacket.Publish) {
 // restored stale record would swallow.
 func (s *shard) released(sess *session, msgID uint16) {
 	id := sess.id
-	s.write(func(b *store.Batch) { b.DeleteQoS2(id, msgID) }, func(err error) {
+	var pk uint16
+	if trk := sess.dur.track; trk != nil {
+		pk = trk.release(msgID)
+	}
+	s.write(func(b *store.Batch) {
+		b.DeleteQoS2(id, msgID)
+		if pk != 0 {
+			b.DeletePacket(id, pk)
+		}
+	}, func(err error) {
 		if err != nil {
 			return // no answer: the node retransmits PUBREL
 		}

@@ -48,6 +48,7 @@ func (s *shard) restoreSession(now time.Time, r *store.Record) {
 	s.sessions[nd.ClientID] = sess
 	sess.clean = nd.CleanSession
 	sess.everConnected = true
+	sess.authenticated = nd.Addr == addrAuthenticated
 	sess.keepAlive = nd.KeepAlive
 	sess.sleep = nd.SleepDuration
 	sess.nextMsgID = nd.NextMsgID
@@ -89,7 +90,11 @@ func (s *shard) restoreSession(now time.Time, r *store.Record) {
 			if sess.dur.byUpstream == nil {
 				sess.dur.byUpstream = map[uint16]store.QoS2{}
 			}
-			sess.dur.byUpstream[q.UpstreamID] = q
+			// A packet id the broker session reused: the MsgId still
+			// awaiting the broker is the one the packet carries.
+			if old, ok := sess.dur.byUpstream[q.UpstreamID]; !ok || old.Forwarded {
+				sess.dur.byUpstream[q.UpstreamID] = q
+			}
 		}
 	}
 	for _, pk := range r.Packets {

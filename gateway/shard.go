@@ -48,7 +48,7 @@ func newShard(g *Gateway, id int) *shard {
 		work:     make(chan opTask, g.cfg.UpstreamWorkers),
 		sessions: make(map[string]*session),
 		byPeer:   make(map[peerKey]*session),
-		st:       shardStore{jobs: make(chan commitJob, 1)},
+		st:       newShardStore(g.store),
 	}
 }
 

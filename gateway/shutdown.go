@@ -95,7 +95,7 @@ func (g *Gateway) quiet(ctx context.Context) bool {
 // write in flight or waiting.
 func (s *shard) quiet() bool {
 	return s.idle == s.g.cfg.UpstreamWorkers && len(s.backlog) == 0 &&
-		!s.st.busy && s.st.next.Len() == 0 && len(s.st.dirty) == 0 && len(s.st.waiters) == 0
+		s.st.inflight == 0 && s.st.next.Len() == 0 && len(s.st.dirty) == 0 && len(s.st.waiters) == 0
 }
 
 // stopContext is Shutdown's context, or, when Serve's own context ended

@@ -64,6 +64,15 @@ var _ Store = (*Bolt)(nil)
 type commitReq struct {
 	b    *Batch
 	done chan error
+	fn   func(error) // CommitAsync: called instead of sending on done
+}
+
+func (r *commitReq) finish(err error) {
+	if r.fn != nil {
+		r.fn(err)
+		return
+	}
+	r.done <- err
 }
 
 // Open opens the store at path, creating the file (not its folder) if
@@ -220,6 +229,25 @@ func (s *Bolt) Commit(ctx context.Context, b *Batch) error {
 	}
 }
 
+// CommitAsync hands b to the writer and returns at once; done is called
+// from the writer goroutine once b is durable (or failed), and must not
+// block. Commits are applied in the order of the calls, so a caller that
+// keeps several in flight still sees its writes in order. It blocks only
+// while the writer's queue is full.
+func (s *Bolt) CommitAsync(b *Batch, done func(error)) error {
+	if b.Len() == 0 {
+		done(nil)
+		return nil
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return ErrClosed
+	}
+	s.reqs <- &commitReq{b: b, fn: done}
+	return nil
+}
+
 // writer applies waiting commits, as many as are queued (up to maxGroup),
 // in one transaction each round. If a grouped transaction fails, each
 // commit is retried alone, so one bad batch fails only its own caller.
@@ -254,12 +282,12 @@ func (s *Bolt) writer() {
 		})
 		if err != nil && len(group) > 1 {
 			for _, r := range group {
-				r.done <- s.db.Update(func(tx *bbolt.Tx) error { return apply(tx, r.b) })
+				r.finish(s.db.Update(func(tx *bbolt.Tx) error { return apply(tx, r.b) }))
 			}
 			continue
 		}
 		for _, r := range group {
-			r.done <- err
+			r.finish(err)
 		}
 	}
 }

@@ -36,6 +36,14 @@ type Store interface {
 	Close() error
 }
 
+// AsyncCommitter is implemented by stores that can take several commits
+// from one caller without waiting for each (Bolt): done is called once b
+// is durable, from the store's goroutine, and must not block; commits are
+// applied in call order.
+type AsyncCommitter interface {
+	CommitAsync(b *Batch, done func(error)) error
+}
+
 // ErrClosed is returned by Commit after Close.
 var ErrClosed = errors.New("store: closed")
 
