@@ -64,7 +64,7 @@ func reportRate(b *testing.B, start time.Time, n int) {
 // Uplink QoS 1: nothing is stored per message (the broker's PUBACK is the
 // node's safety), so the store costs nothing here.
 func BenchmarkStoreUplinkQoS1(b *testing.B) {
-	storeModes(b, func(b *testing.B, durable bool, nodes int) {
+	storeModes(b, func(b *testing.B, durable bool, nodes int) { //nolint:thelper // a benchmark body, not a helper
 		r, addrs := storeBenchRig(b, durable, nodes)
 		raw := encode(b, &sn.Publish{QoS: sn.QoS1, TopicIDType: sn.TopicPredefined, TopicID: 1, MsgID: 1, Data: make([]byte, 32)})
 		b.ReportAllocs()
@@ -87,7 +87,7 @@ func BenchmarkStoreUplinkQoS1(b *testing.B) {
 // stored before the broker gets it, as forwarded at the broker's PUBREC,
 // and its deletion before PUBCOMP.
 func BenchmarkStoreUplinkQoS2(b *testing.B) {
-	storeModes(b, func(b *testing.B, durable bool, nodes int) {
+	storeModes(b, func(b *testing.B, durable bool, nodes int) { //nolint:thelper // a benchmark body, not a helper
 		r, addrs := storeBenchRig(b, durable, nodes)
 		byAddr := map[string]*net.UDPAddr{}
 		for _, a := range addrs {
@@ -123,7 +123,7 @@ func BenchmarkStoreUplinkQoS2(b *testing.B) {
 // Downlink QoS 1: the broker's message is acknowledged only once stored
 // (deliver returns after the commit), then the node gets it and PUBACKs.
 func BenchmarkStoreDownlinkQoS1(b *testing.B) {
-	storeModes(b, func(b *testing.B, durable bool, nodes int) {
+	storeModes(b, func(b *testing.B, durable bool, nodes int) { //nolint:thelper // a benchmark body, not a helper
 		r, addrs := storeBenchRig(b, durable, nodes)
 		byAddr := map[string]*net.UDPAddr{}
 		delivers := make([]func(Message), len(addrs))
