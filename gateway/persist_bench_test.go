@@ -45,6 +45,7 @@ func storeBenchRig(b *testing.B, durable bool, nodes int) (*rig, []*net.UDPAddr)
 // storeModes runs fn for 100 and 1,000 nodes, each without and with the
 // store, so that each pair is measured side by side.
 func storeModes(b *testing.B, fn func(b *testing.B, durable bool, nodes int)) {
+	b.Helper()
 	for _, nodes := range []int{100, 1000} {
 		for _, durable := range []bool{false, true} {
 			name := "memory"
