@@ -91,19 +91,20 @@ func (timeoutError) Temporary() bool { return true }
 // fakeUpstream records what the gateway sends upstream. Broker-side
 // failures are switched with down.
 type fakeUpstream struct {
-	mu        sync.Mutex
-	down      bool
-	openErr   error         // when set, Open fails with it
-	gate      chan struct{} // when set, Open waits for it
-	pubGate   chan struct{} // when set, Publish waits for it
-	opens     int
-	packetID  uint16
-	published chan Message
-	sessions  map[string]*fakeSession
+	mu         sync.Mutex
+	down       bool
+	openErr    error         // when set, Open fails with it
+	gate       chan struct{} // when set, Open waits for it
+	pubGate    chan struct{} // when set, Publish waits for it
+	opens      int
+	packetID   uint16
+	pubEntered chan struct{} // a Publish call is waiting at pubGate
+	published  chan Message
+	sessions   map[string]*fakeSession
 }
 
 func newFakeUpstream() *fakeUpstream {
-	return &fakeUpstream{published: make(chan Message, 1024), sessions: map[string]*fakeSession{}}
+	return &fakeUpstream{published: make(chan Message, 1024), sessions: map[string]*fakeSession{}, pubEntered: make(chan struct{}, 64)}
 }
 
 var errDown = errors.New("fake: broker down")
@@ -167,6 +168,10 @@ func (s *fakeSession) Publish(ctx context.Context, m Message) error {
 	gate := s.f.pubGate
 	s.f.mu.Unlock()
 	if gate != nil {
+		select {
+		case s.f.pubEntered <- struct{}{}:
+		default:
+		}
 		select {
 		case <-gate:
 		case <-ctx.Done():

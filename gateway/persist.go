@@ -458,7 +458,7 @@ func (t *tracker) handed(msgID uint16) bool {
 }
 
 // Put implements PacketStore.
-func (t *tracker) Put(id uint16, packet []byte) error {
+func (t *tracker) Put(id uint16, packet []byte) (err error) {
 	if len(packet) == 0 {
 		return nil
 	}
@@ -478,6 +478,17 @@ func (t *tracker) Put(id uint16, packet []byte) error {
 	t.mu.Unlock()
 	data := append([]byte(nil), packet...)
 	cid := t.sess.id
+	defer func() {
+		if err != nil && !e.pubrel {
+			// Not stored: the PUBLISH is not sent, and the MsgId is not
+			// the broker's.
+			t.mu.Lock()
+			if t.byID[id] == e {
+				delete(t.byID, id)
+			}
+			t.mu.Unlock()
+		}
+	}()
 	return t.s.commitFromUpstream(t, func(b *store.Batch) {
 		b.PutPacket(cid, id, data)
 		b.PutQoS2(cid, store.QoS2{MsgID: e.msgID, Forwarded: e.pubrel, UpstreamID: id})

@@ -2,8 +2,10 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"net"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -153,4 +155,118 @@ func TestCleanConnectDeletesStoredSession(t *testing.T) {
 	if n != 0 {
 		t.Errorf("%d records left after a clean session ended", n)
 	}
+}
+
+// failingStore is a store whose commits fail while fail is set.
+type failingStore struct {
+	mu   sync.Mutex
+	fail bool
+}
+
+func (f *failingStore) set(v bool) { f.mu.Lock(); f.fail = v; f.mu.Unlock() }
+
+func (f *failingStore) Load(func(*store.Record) error) error { return nil }
+
+func (f *failingStore) Commit(ctx context.Context, _ *store.Batch) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.fail {
+		return errors.New("disk full")
+	}
+	return ctx.Err()
+}
+
+func (f *failingStore) Close() error { return nil }
+
+// A store write that fails is never acknowledged: a QoS 2 PUBLISH gets
+// congestion and reaches no broker; once writes work again, the retry goes
+// through. The broker's message is held (deliver does not return) until
+// it is stored.
+func TestStoreFailureIsCongestion(t *testing.T) {
+	st := &failingStore{}
+	r := newRig(t, Config{Shards: 1}, WithStore(st))
+	r.send(nodeA, &sn.Connect{CleanSession: false, Duration: 60, ClientID: "n"})
+	r.expect(&sn.Connack{ReturnCode: sn.Accepted})
+	r.send(nodeA, &sn.Register{MsgID: 1, TopicName: "a/b"})
+	r.expect(&sn.Regack{TopicID: 1, MsgID: 1})
+	r.send(nodeA, &sn.Subscribe{QoS: sn.QoS1, TopicName: "c/d", MsgID: 2})
+	r.expect(&sn.Suback{QoS: sn.QoS1, TopicID: 2, MsgID: 2})
+	st.set(true)
+	r.send(nodeA, &sn.Publish{QoS: sn.QoS2, TopicID: 1, MsgID: 5, Data: []byte("x")})
+	r.expect(&sn.Puback{TopicID: 1, MsgID: 5, ReturnCode: sn.RejectedCongestion})
+	select {
+	case m := <-r.up.published:
+		t.Fatalf("reached the broker without being stored: %+v", m)
+	default:
+	}
+	delivered := make(chan struct{})
+	go func() {
+		defer close(delivered)
+		r.waitSession("n").deliver(Message{Topic: "c/d", Payload: []byte("y"), QoS: 1})
+	}()
+	if p, ok := r.next().(*sn.Publish); !ok || string(p.Data) != "y" {
+		t.Fatalf("node got %+v", p)
+	}
+	select {
+	case <-delivered:
+		t.Fatal("the broker's message was acknowledged while the store failed")
+	default:
+	}
+	st.set(false)
+	<-delivered // stored on a retry, then acknowledged
+	if r.g.Stats().StoreFailures.Load() == 0 {
+		t.Error("store failures not counted")
+	}
+}
+
+// Shutdown lets a broker operation in flight finish and answers its node
+// before the gateway stops.
+func TestShutdownDrainsInFlight(t *testing.T) {
+	r, gate := stuckPublish(t)
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		done <- r.g.Shutdown(ctx)
+	}()
+	<-r.g.Stopping()
+	select {
+	case err := <-done:
+		t.Fatalf("Shutdown returned (%v) with a publish in flight", err)
+	default:
+	}
+	close(gate)
+	r.expect(&sn.Puback{TopicID: 1, MsgID: 9})
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Shutdown is bounded by its context: an operation that never ends does
+// not hold it.
+func TestShutdownBoundedByContext(t *testing.T) {
+	r, _ := stuckPublish(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if err := r.g.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Shutdown with an operation stuck: %v", err)
+	}
+}
+
+// stuckPublish is a rig whose node has a QoS 1 publish waiting for the
+// broker until gate is closed.
+func stuckPublish(t *testing.T) (*rig, chan struct{}) {
+	t.Helper()
+	r := newRig(t, Config{Shards: 1})
+	r.send(nodeA, &sn.Connect{CleanSession: true, Duration: 60, ClientID: "n"})
+	r.expect(&sn.Connack{ReturnCode: sn.Accepted})
+	r.send(nodeA, &sn.Register{MsgID: 1, TopicName: "a/b"})
+	r.expect(&sn.Regack{TopicID: 1, MsgID: 1})
+	gate := make(chan struct{})
+	r.up.mu.Lock()
+	r.up.pubGate = gate
+	r.up.mu.Unlock()
+	r.send(nodeA, &sn.Publish{QoS: sn.QoS1, TopicID: 1, MsgID: 9, Data: []byte("x")})
+	<-r.up.pubEntered // the publish waits at the fake broker
+	return r, gate
 }
