@@ -164,20 +164,6 @@ type fakeSession struct {
 }
 
 func (s *fakeSession) Publish(ctx context.Context, m Message) error {
-	s.f.mu.Lock()
-	gate := s.f.pubGate
-	s.f.mu.Unlock()
-	if gate != nil {
-		select {
-		case s.f.pubEntered <- struct{}{}:
-		default:
-		}
-		select {
-		case <-gate:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
 	if s.f.isDown() {
 		return errDown
 	}
@@ -192,6 +178,20 @@ func (s *fakeSession) Publish(ctx context.Context, m Message) error {
 		s.f.mu.Unlock()
 		if err := ps.Put(id, []byte{0x34, 0x00}); err != nil {
 			return err
+		}
+	}
+	s.f.mu.Lock()
+	gate := s.f.pubGate
+	s.f.mu.Unlock()
+	if gate != nil { // the broker stalls (after the PUBLISH went out)
+		select {
+		case s.f.pubEntered <- struct{}{}:
+		default:
+		}
+		select {
+		case <-gate:
+		case <-ctx.Done():
+			return ctx.Err()
 		}
 	}
 	m.Payload = append([]byte(nil), m.Payload...)

@@ -401,7 +401,7 @@ func (s *shard) persistAfter(sess *session, pkt snpacket.Packet) {
 	}
 	switch pkt.(type) {
 	case *snpacket.Register, *snpacket.Regack, *snpacket.Subscribe, *snpacket.Unsubscribe,
-		*snpacket.Disconnect, *snpacket.WillTopicUpd, *snpacket.WillMsgUpd, *snpacket.PingReq:
+		*snpacket.Disconnect, *snpacket.WillTopicUpd, *snpacket.WillMsgUpd:
 		s.markDirty(sess)
 	}
 }

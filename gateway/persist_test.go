@@ -270,3 +270,47 @@ func stuckPublish(t *testing.T) (*rig, chan struct{}) {
 	<-r.up.pubEntered // the publish waits at the fake broker
 	return r, gate
 }
+
+// A QoS 2 PUBLISH the broker got but had not answered when the gateway
+// stopped: after the restart the stored packet is handed back to the
+// upstream to resend with its id, the node's retry waits for the outcome
+// instead of being forwarded again, and gets PUBREC once the broker's
+// PUBREC for the resent packet comes.
+func TestRestartResumesQoS2InFlight(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.db")
+	r, stop := durableRig(t, path, Config{Shards: 1})
+	r.send(nodeA, &sn.Connect{CleanSession: false, Duration: 60, ClientID: "n"})
+	r.expect(&sn.Connack{ReturnCode: sn.Accepted})
+	r.send(nodeA, &sn.Register{MsgID: 1, TopicName: "a/b"})
+	r.expect(&sn.Regack{TopicID: 1, MsgID: 1})
+	r.up.mu.Lock()
+	r.up.pubGate = make(chan struct{}) // never opens: the broker stalls
+	r.up.mu.Unlock()
+	r.send(nodeA, &sn.Publish{QoS: sn.QoS2, TopicID: 1, MsgID: 7, Data: []byte("once")})
+	<-r.up.pubEntered
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	_ = r.g.Shutdown(ctx) // the publish never completes: cut short
+	stop()
+
+	r2, _ := durableRig(t, path, Config{Shards: 1})
+	s := r2.waitSession("n")
+	if len(s.opts.Resume) != 1 || s.opts.Resume[0].Data[0] != 0x34 || s.opts.CleanStart {
+		t.Fatalf("resumed with %+v", s.opts)
+	}
+	r2.send(nodeA, &sn.Publish{QoS: sn.QoS2, DUP: true, TopicID: 1, MsgID: 7, Data: []byte("once")})
+	// The broker answers the resent PUBLISH: its PUBREL is stored.
+	id := s.opts.Resume[0].ID
+	if err := s.opts.Packets.Put(id, []byte{0x62, 0x02, byte(id >> 8), byte(id)}); err != nil {
+		t.Fatal(err)
+	}
+	r2.send(nodeA, &sn.Publish{QoS: sn.QoS2, DUP: true, TopicID: 1, MsgID: 7, Data: []byte("once")})
+	r2.expect(&sn.Pubrec{MsgID: 7}) // the first retry got nothing: it came before the outcome
+	r2.send(nodeA, &sn.Pubrel{MsgID: 7})
+	r2.expect(&sn.Pubcomp{MsgID: 7})
+	select {
+	case m := <-r2.up.published:
+		t.Fatalf("the retry was forwarded again: %+v", m)
+	default:
+	}
+}
