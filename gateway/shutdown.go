@@ -57,6 +57,7 @@ func (g *Gateway) drainAndStop(ctx context.Context, cancel context.CancelFunc) {
 	}
 	start := time.Now()
 	g.waitQuiet(ctx)
+	g.storeBarrier(ctx)
 	g.log.Info("drained", zap.Duration("took", time.Since(start)), zap.Bool("complete", ctx.Err() == nil))
 }
 
@@ -91,11 +92,32 @@ func (g *Gateway) quiet(ctx context.Context) bool {
 	return true
 }
 
-// quiet reports whether the shard has no upstream operation and no store
-// write in flight or waiting.
+// quiet reports whether the shard has no upstream operation in flight or
+// waiting. (Broker messages keep arriving while it drains, each with a
+// store write: waiting for no write at all could last the whole timeout.)
 func (s *shard) quiet() bool {
-	return s.idle == s.g.cfg.UpstreamWorkers && len(s.backlog) == 0 &&
-		s.st.inflight == 0 && s.st.next.Len() == 0 && len(s.st.dirty) == 0 && len(s.st.waiters) == 0
+	return s.idle == s.g.cfg.UpstreamWorkers && len(s.backlog) == 0
+}
+
+// storeBarrier waits until every write each shard had queued is
+// committed and its waiters ran (the answers to nodes that depend on it
+// went out): commits are applied in order, so a write queued now is done
+// only after all earlier ones.
+func (g *Gateway) storeBarrier(ctx context.Context) {
+	if !g.durable {
+		return
+	}
+	for _, s := range g.shards {
+		done := make(chan struct{})
+		if !s.post(ctx, func(time.Time) { s.write(func(*store.Batch) {}, func(error) { close(done) }) }) {
+			return
+		}
+		select {
+		case <-done:
+		case <-ctx.Done():
+			return
+		}
+	}
 }
 
 // stopContext is Shutdown's context, or, when Serve's own context ended
