@@ -597,3 +597,9 @@ func jitter(d time.Duration) time.Duration {
 	half := d / 2
 	return half + rand.N(d-half)
 }
+
+// Connected reports whether the session's connection is up now.
+func (s *session) Connected() bool {
+	_, _, _, err := s.currentCtx()
+	return err == nil
+}

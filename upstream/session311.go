@@ -438,3 +438,10 @@ func (s *session311) Close(ctx context.Context) error {
 // Done is closed once the session has ended: after Close, or when another
 // connection took the session over (opts.Ended says so).
 func (s *session311) Done() <-chan struct{} { return s.done }
+
+// Connected reports whether the session's connection is up now.
+func (s *session311) Connected() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cur != nil
+}

@@ -26,6 +26,7 @@ import (
 	"github.com/mqttsn-gateway/mqttsn-gateway/internal/buildinfo"
 	"github.com/mqttsn-gateway/mqttsn-gateway/internal/config"
 	"github.com/mqttsn-gateway/mqttsn-gateway/upstream"
+	"github.com/mqttsn-gateway/mqttsn-gateway/upstream/aggregate"
 )
 
 const usage = `mqttsn-gateway: an MQTT-SN v1.2 gateway that bridges sensor nodes to any MQTT broker.
@@ -196,7 +197,18 @@ func serve(ctx context.Context, cfg *config.File, log *zap.Logger, lvl zap.Atomi
 	probeDone := make(chan struct{})
 	go func() { defer close(probeDone); prober.Run(probeCtx) }()
 	defer func() { stopProbe(); <-probeDone }()
-	opts := []gateway.Option{gateway.WithLogger(log.Named("gateway")), gateway.WithUpstream(up)}
+	var nodesUp gateway.Upstream = up
+	if cfg.Aggregating() {
+		// Every node over broker.connections shared connections of up.
+		agg := aggregate.New(up, cfg.Aggregate(), log.Named("aggregate"))
+		defer func() {
+			cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = agg.Close(cctx)
+		}()
+		nodesUp = agg
+	}
+	opts := []gateway.Option{gateway.WithLogger(log.Named("gateway")), gateway.WithUpstream(nodesUp)}
 	var dtlsTrs []*dtlstransport.Transport
 	for _, dc := range cfg.DTLSConfigs() {
 		tr, err := dtlstransport.Listen(dc, log.Named("dtls"))
@@ -229,7 +241,7 @@ func serve(ctx context.Context, cfg *config.File, log *zap.Logger, lvl zap.Atomi
 		log.Info("embedded MQTT broker started: watch it with any MQTT client",
 			zap.String("url", embedded.URL()), zap.String("example", watchCommand(embedded.Addr())))
 	}
-	log.Info("mqttsn-gateway starting", zap.Strings("udp", cfg.Listen.UDP), zap.Strings("dtls", cfg.Listen.DTLS), zap.String("broker", upstream.RedactURL(ucfg.URL)))
+	log.Info("mqttsn-gateway starting", zap.Strings("udp", cfg.Listen.UDP), zap.Strings("dtls", cfg.Listen.DTLS), zap.String("broker", upstream.RedactURL(ucfg.URL)), zap.String("mode", cfg.Mode()))
 	errc := make(chan error, 1)
 	go func() { errc <- g.Serve(ctx) }()
 	rl := &reloader{running: cfg, reread: reread, target: g, lvl: lvl, log: log}
@@ -282,7 +294,7 @@ func startAdmin(fc *config.File, brokerURL string, g *gateway.Gateway, up *upstr
 		Broker:    upstream.RedactURL(brokerURL),
 		Listen:    fc.Admin.Listen,
 		Pprof:     fc.Admin.Pprof,
-		Mode:      "transparent", // one broker connection per node
+		Mode:      modeText(fc),
 		Build:     buildinfo.Read(),
 		// The broker link probe (broker.probe_interval): /readyz answers
 		// 503 with its reason while a real CONNECT fails.
@@ -366,4 +378,16 @@ func watchCommand(addr string) string {
 		return ""
 	}
 	return "mosquitto_sub -h " + host + " -p " + port + " -t '#' -v"
+}
+
+// modeText describes broker.mode for the status page.
+func modeText(fc *config.File) string {
+	if !fc.Aggregating() {
+		return "transparent (one broker connection per node)"
+	}
+	n := fc.Aggregate().Connections
+	if n == 0 {
+		n = aggregate.DefaultConnections
+	}
+	return fmt.Sprintf("aggregating (%d shared broker connections)", n)
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/mqttsn-gateway/mqttsn-gateway/dtlstransport"
 	"github.com/mqttsn-gateway/mqttsn-gateway/gateway"
 	"github.com/mqttsn-gateway/mqttsn-gateway/upstream"
+	"github.com/mqttsn-gateway/mqttsn-gateway/upstream/aggregate"
 )
 
 // File is the configuration file's shape.
@@ -29,6 +30,8 @@ type File struct {
 	} `yaml:"listen"`
 	Broker struct {
 		URL                 string        `yaml:"url"`
+		Mode                string        `yaml:"mode"`
+		Connections         int           `yaml:"connections"`
 		Username            string        `yaml:"username"`
 		Password            string        `yaml:"password"`
 		ClientIDPrefix      string        `yaml:"client_id_prefix"`
@@ -115,6 +118,15 @@ type File struct {
 		Required bool `yaml:"required"`
 	} `yaml:"node_auth"`
 }
+
+// Bridging modes (broker.mode).
+const (
+	ModeTransparent = "transparent"
+	ModeAggregating = "aggregating"
+)
+
+// MaxConnections bounds broker.connections.
+const MaxConnections = 64
 
 // Defaults of the command (the library's own defaults fill the rest).
 const (
@@ -325,6 +337,14 @@ func (c *File) Check() error {
 	default:
 		return fmt.Errorf("broker.protocol_version: %q: use \"5\", \"3.1.1\" or \"auto\"", c.Broker.ProtocolVersion)
 	}
+	switch c.Broker.Mode {
+	case "", ModeTransparent, ModeAggregating:
+	default:
+		return fmt.Errorf("broker.mode: %q: use \"transparent\" (one broker connection per node) or \"aggregating\" (all nodes over broker.connections shared ones)", c.Broker.Mode)
+	}
+	if n := c.Broker.Connections; n < 0 || n > MaxConnections {
+		return fmt.Errorf("broker.connections: %d: use 1 to %d (0: the default, %d)", n, MaxConnections, aggregate.DefaultConnections)
+	}
 	if q := c.Broker.MaxQoS; q != nil && *q > 2 {
 		return fmt.Errorf("broker.max_qos: %d: use 0, 1 or 2", *q)
 	}
@@ -398,4 +418,43 @@ func (c *File) Upstream() upstream.Config {
 		ReconnectBackoffMin: b.ReconnectBackoffMin, ReconnectBackoffMax: b.ReconnectBackoffMax,
 		ReceiveMaximum: b.ReceiveMaximum, WillDelay: b.WillDelay, ProbeInterval: b.ProbeInterval,
 	}
+}
+
+// Aggregating reports whether broker.mode is "aggregating".
+func (c *File) Aggregating() bool { return c.Broker.Mode == ModeAggregating }
+
+// Mode returns broker.mode with its default filled in.
+func (c *File) Mode() string {
+	if c.Broker.Mode == "" {
+		return ModeTransparent
+	}
+	return c.Broker.Mode
+}
+
+// Aggregate returns the aggregating mode's configuration. The shared
+// connections are named after gateway_id (the upstream adds
+// broker.client_id_prefix), so that gateways on one broker do not take
+// each other's connections over as long as their ids or prefixes differ.
+// A disconnected CleanSession=0 node keeps at most sleep.max_buffered
+// messages, as a sleeping one does.
+func (c *File) Aggregate() aggregate.Config {
+	expiry, parked := c.Broker.SessionExpiry, c.Sleep.MaxBuffered
+	if expiry == 0 {
+		expiry = gateway.DefaultSessionExpiry
+	}
+	if parked == 0 {
+		parked = gateway.DefaultMaxBuffered
+	}
+	return aggregate.Config{
+		Connections:   c.Broker.Connections,
+		ClientID:      AggregateClientID(c.GatewayID),
+		SessionExpiry: expiry,
+		MaxParked:     parked,
+	}
+}
+
+// AggregateClientID is the stem of the shared connections' ClientIDs:
+// "mqttsn-gateway-<gateway_id>-shared", connections "-shared-0", "-shared-1", ...
+func AggregateClientID(gatewayID uint8) string {
+	return fmt.Sprintf("mqttsn-gateway-%d-shared", gatewayID)
 }

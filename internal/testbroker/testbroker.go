@@ -39,8 +39,14 @@ type Target struct {
 	// V311Only is set for brokers that speak MQTT 3.1.1 only (RabbitMQ):
 	// test clients must not use MQTT 5 on them.
 	V311Only bool
-	ctl      *control
+	// Mode is the gateway's broker.mode under test ("" is transparent,
+	// "aggregating"); test harnesses set it, testgw honours it.
+	Mode string
+	ctl  *control
 }
+
+// Aggregating is Target.Mode for a gateway in aggregating mode.
+const Aggregating = "aggregating"
 
 type control struct {
 	mu   sync.Mutex

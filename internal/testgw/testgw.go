@@ -7,6 +7,8 @@ package testgw
 import (
 	"context"
 	"errors"
+	"fmt"
+	"hash/fnv"
 	"net"
 	"strconv"
 	"sync"
@@ -51,17 +53,31 @@ func StartAggregating(t testing.TB, tg testbroker.Target, cfg gateway.Config, ac
 	t.Helper()
 	var agg *aggregate.Upstream
 	g := start(t, tg, cfg, upstream.Config{}, func(up gateway.Upstream) gateway.Upstream {
-		agg = aggregate.New(up, acfg, Logger(t).Named("aggregate"))
-		t.Cleanup(func() { // runs after the gateway's Shutdown
-			ctx, cancel := context.WithTimeout(context.Background(), Wait)
-			defer cancel()
-			if err := agg.Close(ctx); err != nil {
-				t.Errorf("aggregate Close: %v", err)
-			}
-		})
+		agg = aggregated(t, up, acfg)
 		return agg
 	}, opts...)
 	return g, agg
+}
+
+// aggregated wraps up in an aggregator closed in t.Cleanup.
+func aggregated(t testing.TB, up gateway.Upstream, acfg aggregate.Config) *aggregate.Upstream {
+	agg := aggregate.New(up, acfg, Logger(t).Named("aggregate"))
+	t.Cleanup(func() { // runs after the gateway's Shutdown
+		ctx, cancel := context.WithTimeout(context.Background(), Wait)
+		defer cancel()
+		if err := agg.Close(ctx); err != nil {
+			t.Errorf("aggregate Close: %v", err)
+		}
+	})
+	return agg
+}
+
+// SharedClientID names a test's shared connections in aggregating mode:
+// short, valid on every broker, and different per test.
+func SharedClientID(t testing.TB) string {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(t.Name()))
+	return fmt.Sprintf("agg-%08x", h.Sum32())
 }
 
 func start(t testing.TB, tg testbroker.Target, cfg gateway.Config, ucfg upstream.Config, wrap func(gateway.Upstream) gateway.Upstream, opts ...gateway.Option) *gateway.Gateway {
@@ -75,6 +91,11 @@ func start(t testing.TB, tg testbroker.Target, cfg gateway.Config, ucfg upstream
 		t.Fatalf("upstream: %v", err)
 	}
 	var gu gateway.Upstream = up
+	if wrap == nil && tg.Mode == testbroker.Aggregating {
+		wrap = func(up gateway.Upstream) gateway.Upstream {
+			return aggregated(t, up, aggregate.Config{Connections: 2, ClientID: SharedClientID(t)})
+		}
+	}
 	if wrap != nil {
 		gu = wrap(up)
 	}

@@ -316,6 +316,12 @@ func (u *Upstream) Open(ctx context.Context, opts gateway.SessionOptions, delive
 		u.mu.Unlock()
 		return nil, fmt.Errorf("aggregate: shared connection %d: %w", l.idx, err)
 	}
+	if c, ok := l.sess.(interface{ Connected() bool }); ok && !c.Connected() {
+		// Reconnecting: a node connecting now is told to come back later,
+		// as in transparent mode.
+		u.mu.Unlock()
+		return nil, fmt.Errorf("aggregate: shared connection %d: %w", l.idx, ErrConnectionDown)
+	}
 	var release []string
 	n := u.nodes[opts.ClientID]
 	resume := n != nil && n.parked() && !opts.CleanStart
