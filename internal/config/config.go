@@ -342,6 +342,18 @@ func (c *File) Check() error {
 	default:
 		return fmt.Errorf("broker.mode: %q: use \"transparent\" (one broker connection per node) or \"aggregating\" (all nodes over broker.connections shared ones)", c.Broker.Mode)
 	}
+	if c.Aggregating() {
+		// Per-node logins exist only where each node has its own broker
+		// connection.
+		if c.NodeAuth.Required {
+			return errors.New("node_auth.required: the broker checks node credentials on each node's own connection, which broker.mode \"aggregating\" does not have: use broker.mode \"transparent\", or turn node_auth.required off")
+		}
+		for key, v := range map[string]string{"broker.username": c.Broker.Username, "broker.password": c.Broker.Password} {
+			if strings.Contains(v, upstream.ClientIDPlaceholder) {
+				return fmt.Errorf("%s: %s names a node, but in broker.mode \"aggregating\" the gateway logs in once for all nodes: give one user, or use broker.mode \"transparent\"", key, upstream.ClientIDPlaceholder)
+			}
+		}
+	}
 	if n := c.Broker.Connections; n < 0 || n > MaxConnections {
 		return fmt.Errorf("broker.connections: %d: use 1 to %d (0: the default, %d)", n, MaxConnections, aggregate.DefaultConnections)
 	}

@@ -137,6 +137,11 @@ func TestErrorsNameTheKey(t *testing.T) {
 		{"broker:\n  protocol_version: \"4\"\n", "broker.protocol_version"},
 		{"broker:\n  protocol_version: v5\n", "broker.protocol_version"},
 		{"broker:\n  max_qos: 3\n", "broker.max_qos"},
+		{"broker:\n  mode: aggregated\n", "broker.mode"},
+		{"broker:\n  connections: -1\n", "broker.connections"},
+		{"broker:\n  connections: 1000\n", "broker.connections"},
+		{"broker:\n  mode: aggregating\nnode_auth:\n  required: true\n", "node_auth.required"},
+		{"broker:\n  mode: aggregating\n  username: \"{client_id}\"\n", "broker.username"},
 		{"broker:\n  url: mqtt://x\n  max_qos: 3\n", "broker.max_qos"},
 	} {
 		_, err := Parse(strings.NewReader(c.yaml))
@@ -204,5 +209,22 @@ dtls:
 	off, err := Parse(strings.NewReader("listen:\n  dtls: \"127.0.0.1:1885\"\ndtls:\n  psk_file: \"" + psk + "\"\n  bind_identity: false\n"))
 	if err != nil || !off.Gateway().DisableIdentityBinding {
 		t.Fatalf("bind_identity: false: %v", err)
+	}
+}
+
+// broker.mode and broker.connections reach the aggregator's settings; the
+// shared connections are named after gateway_id.
+func TestAggregateSettings(t *testing.T) {
+	c, err := Parse(strings.NewReader("broker:\n  mode: aggregating\n  connections: 3\n  session_expiry: 1h\ngateway_id: 7\nsleep:\n  max_buffered: 50\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := c.Aggregate()
+	if !c.Aggregating() || c.Mode() != ModeAggregating || a.Connections != 3 || a.ClientID != "mqttsn-gateway-7-shared" ||
+		a.SessionExpiry != time.Hour || a.MaxParked != 50 {
+		t.Errorf("mode %q, aggregate config %+v", c.Mode(), a)
+	}
+	if d := Default(); d.Aggregating() || d.Mode() != ModeTransparent {
+		t.Errorf("default mode %q", d.Mode())
 	}
 }

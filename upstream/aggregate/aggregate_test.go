@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -47,7 +48,10 @@ type fakeSession struct {
 	grant   byte        // 0: grant what was asked
 	once    sync.Once
 	done    chan struct{}
+	down    atomic.Bool // reconnecting: Connected reports false
 }
+
+func (s *fakeSession) Connected() bool { return !s.down.Load() }
 
 func (s *fakeSession) Publish(_ context.Context, m gateway.Message) error {
 	s.ops <- fmt.Sprintf("pub %s %d", m.Topic, m.QoS)
@@ -330,6 +334,21 @@ func TestOpenReportsWhyTheConnectionIsDown(t *testing.T) {
 			t.Fatalf("Open: %v", err)
 		}
 		<-tick.C
+	}
+}
+
+// While a shared connection reconnects, a node whose publishes would use it
+// is refused (the gateway answers CONNACK congestion), as a transparent
+// node's own connection would be.
+func TestOpenRefusedWhileTheConnectionReconnects(t *testing.T) {
+	u, _, lanes := start(t, Config{Connections: 1})
+	lanes[0].down.Store(true)
+	if _, err := u.Open(context.Background(), gateway.SessionOptions{ClientID: "x", CleanStart: true}, func(gateway.Message) {}); !errors.Is(err, ErrConnectionDown) {
+		t.Fatalf("Open while down: %v, want ErrConnectionDown", err)
+	}
+	lanes[0].down.Store(false)
+	if _, err := u.Open(context.Background(), gateway.SessionOptions{ClientID: "x", CleanStart: true}, func(gateway.Message) {}); err != nil {
+		t.Fatalf("Open once back: %v", err)
 	}
 }
 
