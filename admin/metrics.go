@@ -39,6 +39,7 @@ type collector struct {
 	ready, nodes, bufMsgs, bufBytes, inflight                        *prometheus.Desc
 	connects, closes, lost, wakes                                    *prometheus.Desc
 	rawDatagrams, rawBytes, datagrams, datagramBytes, writeErrors    *prometheus.Desc
+	readBatches                                                      *prometheus.Desc
 	publishes, retransmits, returnCodes, dropped, malformed          *prometheus.Desc
 	upFailures, upClosed, rejected                                   *prometheus.Desc
 	upConnected, upConnects, upConnectFailures, upReconnects, upLost *prometheus.Desc
@@ -68,6 +69,7 @@ func newCollector(src Source, cfg Config, log *zap.Logger) *collector {
 	c.lost = d("lost_total", "Nodes declared lost (keep-alive, sleep duration or retries exhausted).")
 	c.wakes = d("wake_cycles_total", "Wake-ups of sleeping nodes (PINGREQ with ClientId).")
 	c.rawDatagrams = d("received_datagrams_total", "Datagrams read from the transports, malformed ones included.")
+	c.readBatches = d("udp_read_batches_total", "Batched reads (recvmmsg) from the UDP listeners; received datagrams over this is datagrams per system call.")
 	c.rawBytes = d("received_bytes_total", "Bytes read from the transports, malformed datagrams included.")
 	c.datagrams = d("datagrams_total", "Datagrams decoded (in) and sent (out), by message type.", "direction", "type")
 	c.datagramBytes = d("datagram_bytes_total", "Bytes of datagrams decoded (in) and sent (out), by message type.", "direction", "type")
@@ -99,7 +101,7 @@ func (c *collector) descs() []*prometheus.Desc {
 	ds := []*prometheus.Desc{
 		c.buildInfo, c.ready, c.nodes, c.bufMsgs, c.bufBytes, c.inflight,
 		c.connects, c.closes, c.lost, c.wakes,
-		c.rawDatagrams, c.rawBytes, c.datagrams, c.datagramBytes, c.writeErrors,
+		c.rawDatagrams, c.rawBytes, c.datagrams, c.datagramBytes, c.writeErrors, c.readBatches,
 		c.publishes, c.retransmits, c.returnCodes, c.dropped, c.malformed,
 		c.upFailures, c.upClosed, c.rejected,
 	}
@@ -148,6 +150,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.wakes, st.WakeCycles.Load())
 
 	counter(c.rawDatagrams, st.DatagramsIn.Load())
+	counter(c.readBatches, st.ReadBatches.Load())
 	counter(c.rawBytes, st.BytesIn.Load())
 	for _, t := range c.types {
 		name := t.String()

@@ -78,6 +78,10 @@ type Config struct {
 	// before the gateway sees them. Linux caps it at net.core.rmem_max.
 	// Default 4 MiB.
 	UDPReadBuffer int
+	// ReadBatch is the most datagrams read from a UDP listener with one
+	// system call (recvmmsg on Linux; elsewhere one at a time). 1 reads
+	// one at a time everywhere. Default 32.
+	ReadBatch int
 	// MaxClientIDLen is the longest ClientId accepted (the spec says 23;
 	// many nodes use longer ones). Default 64.
 	MaxClientIDLen int
@@ -120,6 +124,7 @@ const (
 	DefaultAdvertiseInterval = 15 * time.Minute
 	DefaultUpstreamWorkers   = 32
 	DefaultUDPReadBuffer     = 4 << 20
+	DefaultReadBatch         = 32
 )
 
 func (c *Config) setDefaults() {
@@ -158,6 +163,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.UDPReadBuffer == 0 {
 		c.UDPReadBuffer = DefaultUDPReadBuffer
+	}
+	if c.ReadBatch == 0 {
+		c.ReadBatch = DefaultReadBatch
 	}
 	if c.UpstreamWorkers == 0 {
 		c.UpstreamWorkers = DefaultUpstreamWorkers
@@ -239,6 +247,8 @@ func (c *Config) validate() error {
 		return errors.New("gateway: sleep.max_buffered_bytes must be positive")
 	case c.SessionExpiry < 0:
 		return errors.New("gateway: session expiry must be positive")
+	case c.ReadBatch < 0 || c.ReadBatch > 1024:
+		return errors.New("gateway: limits.read_batch must be between 1 and 1024 (datagrams per read)")
 	case c.UDPReadBuffer < 0:
 		return errors.New("gateway: limits.udp_read_buffer must be positive (bytes, e.g. 4194304)")
 	case c.UpstreamWorkers < 0 || c.UpstreamWorkers > 100000:

@@ -7,6 +7,8 @@ import (
 	"strconv"
 
 	"go.uber.org/zap"
+	"golang.org/x/net/ipv4"
+	"golang.org/x/net/ipv6"
 
 	"github.com/mqttsn-gateway/mqttsn-gateway/snpacket"
 	"github.com/mqttsn-gateway/mqttsn-gateway/topicreg"
@@ -20,37 +22,82 @@ type inbound struct {
 }
 
 // readLoop reads datagrams from one transport until ctx ends, decodes them
-// and hands each to its shard without ever blocking on one.
+// and hands each to its shard without ever blocking on one. A UDP socket
+// is read in batches (recvmmsg where the OS has it).
 func (g *Gateway) readLoop(ctx context.Context, tr int, t Transport) {
+	if uc, ok := t.(*net.UDPConn); ok && g.cfg.ReadBatch > 1 {
+		g.readBatches(ctx, tr, uc)
+		return
+	}
 	buf := make([]byte, 65536)
 	for {
 		n, addr, err := t.ReadFrom(buf)
 		if err != nil {
-			if ctx.Err() != nil {
+			if g.readFailed(ctx, err) {
 				return
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
-			}
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			g.log.Warn("read failed", zap.Error(err))
 			continue
 		}
-		g.stats.DatagramsIn.Add(1)
-		g.stats.BytesIn.Add(uint64(n))
-		key, ok := keyOf(tr, addr)
-		if !ok {
-			g.malformed(MalformedOther)
-			continue
-		}
-		// Decoded byte fields alias the buffer: give each datagram its own.
-		data := make([]byte, n)
-		copy(data, buf[:n])
-		g.dispatch(peer{key: key, addr: addr}, data)
+		g.received(tr, addr, buf[:n])
 	}
+}
+
+// readBatches is readLoop for a UDP socket: up to Config.ReadBatch
+// datagrams per system call.
+func (g *Gateway) readBatches(ctx context.Context, tr int, uc *net.UDPConn) {
+	var readBatch func([]ipv4.Message, int) (int, error)
+	if a, ok := uc.LocalAddr().(*net.UDPAddr); ok && a.IP.To4() == nil {
+		readBatch = ipv6.NewPacketConn(uc).ReadBatch // also serves a dual-stack socket's IPv4 peers
+	} else {
+		readBatch = ipv4.NewPacketConn(uc).ReadBatch
+	}
+	msgs := make([]ipv4.Message, g.cfg.ReadBatch)
+	for i := range msgs {
+		msgs[i].Buffers = [][]byte{make([]byte, 65536)}
+	}
+	for {
+		n, err := readBatch(msgs, 0)
+		if err != nil {
+			if g.readFailed(ctx, err) {
+				return
+			}
+			continue
+		}
+		g.stats.ReadBatches.Add(1)
+		for i := range msgs[:n] {
+			m := &msgs[i]
+			g.received(tr, m.Addr, m.Buffers[0][:m.N])
+		}
+	}
+}
+
+// readFailed handles a read error and reports whether the loop ends.
+func (g *Gateway) readFailed(ctx context.Context, err error) bool {
+	if ctx.Err() != nil {
+		return true
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return false
+	}
+	if errors.Is(err, net.ErrClosed) {
+		return true
+	}
+	g.log.Warn("read failed", zap.Error(err))
+	return false
+}
+
+// received counts one datagram and dispatches a copy of it.
+func (g *Gateway) received(tr int, addr net.Addr, b []byte) {
+	g.stats.DatagramsIn.Add(1)
+	g.stats.BytesIn.Add(uint64(len(b)))
+	key, ok := keyOf(tr, addr)
+	if !ok {
+		g.malformed(MalformedOther)
+		return
+	}
+	// Decoded byte fields alias the buffer: give each datagram its own.
+	g.dispatch(peer{key: key, addr: addr}, append([]byte(nil), b...))
 }
 
 // dispatch decodes one datagram and routes it.

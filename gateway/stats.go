@@ -94,6 +94,7 @@ func malformedKind(err error) MalformedKind {
 // is QoS -1).
 type Stats struct {
 	DatagramsIn     atomic.Uint64
+	ReadBatches     atomic.Uint64 // batched reads from UDP listeners (DatagramsIn / ReadBatches: datagrams per system call)
 	DatagramsOut    atomic.Uint64
 	BytesIn         atomic.Uint64
 	BytesOut        atomic.Uint64

@@ -86,6 +86,7 @@ type File struct {
 		InboxSize         int `yaml:"inbox_size"`
 		UpstreamWorkers   int `yaml:"upstream_workers"`
 		UDPReadBuffer     int `yaml:"udp_read_buffer"`
+		ReadBatch         int `yaml:"read_batch"`
 	} `yaml:"limits"`
 	Log struct {
 		Level  string `yaml:"level"`
@@ -408,6 +409,7 @@ func (c *File) Gateway() gateway.Config {
 		InboxSize:              c.Limits.InboxSize,
 		UpstreamWorkers:        c.Limits.UpstreamWorkers,
 		UDPReadBuffer:          c.Limits.UDPReadBuffer,
+		ReadBatch:              c.Limits.ReadBatch,
 		SessionExpiry:          c.Broker.SessionExpiry,
 		Listen:                 c.Listen.UDP,
 		DisableIdentityBinding: !c.bindIdentity(),
