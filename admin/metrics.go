@@ -28,6 +28,7 @@ var qosLabels = [...]string{"-1", "0", "1", "2"} //nolint:gochecknoglobals // co
 type collector struct {
 	src      Source
 	upstream func() UpstreamStats
+	agg      func() AggregateStats
 	dtls     func() DTLSStats
 	timeout  time.Duration
 	log      *zap.Logger
@@ -44,13 +45,20 @@ type collector struct {
 	upFailures, upClosed, rejected                                   *prometheus.Desc
 	upConnected, upConnects, upConnectFailures, upReconnects, upLost *prometheus.Desc
 	dtlsHandshakes, dtlsHandshaking, dtlsEstablished                 *prometheus.Desc
+	aggConns, aggFilters, aggNodes, aggMessages                      *prometheus.Desc
 }
 
 func newCollector(src Source, cfg Config, log *zap.Logger) *collector {
 	d := func(name, help string, labels ...string) *prometheus.Desc {
 		return prometheus.NewDesc("mqttsn_"+name, help, labels, nil)
 	}
-	c := &collector{src: src, upstream: cfg.Upstream, dtls: cfg.DTLS, timeout: cfg.CheckTimeout, log: log}
+	c := &collector{src: src, upstream: cfg.Upstream, agg: cfg.Aggregate, dtls: cfg.DTLS, timeout: cfg.CheckTimeout, log: log}
+	if c.agg != nil {
+		c.aggConns = d("aggregate_connections", "Aggregating mode: shared broker connections, by state (open, down).", "state")
+		c.aggFilters = d("aggregate_filters", "Aggregating mode: filters subscribed at the broker on behalf of the nodes.")
+		c.aggNodes = d("aggregate_sessions", "Aggregating mode: node sessions, by state (attached, parked: disconnected CleanSession=0 kept).", "state")
+		c.aggMessages = d("aggregate_messages_total", "Aggregating mode: broker messages by outcome (delivered to a node, unrouted: for no held filter, parked_dropped: a full parked session's oldest).", "outcome")
+	}
 	for t := range 256 {
 		if mt := snpacket.MsgType(t); !strings.HasPrefix(mt.String(), "UNKNOWN") {
 			c.types = append(c.types, mt)
@@ -110,6 +118,9 @@ func (c *collector) descs() []*prometheus.Desc {
 	}
 	if c.dtls != nil {
 		ds = append(ds, c.dtlsHandshakes, c.dtlsHandshaking, c.dtlsEstablished)
+	}
+	if c.agg != nil {
+		ds = append(ds, c.aggConns, c.aggFilters, c.aggNodes, c.aggMessages)
 	}
 	return ds
 }
@@ -205,6 +216,17 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.upConnectFailures, u.ConnectFailures)
 		counter(c.upReconnects, u.Reconnects)
 		counter(c.upLost, u.Lost)
+	}
+	if c.agg != nil {
+		a := c.agg()
+		gauge(c.aggConns, float64(a.ConnectionsUp), "open")
+		gauge(c.aggConns, float64(a.Connections-a.ConnectionsUp), "down")
+		gauge(c.aggFilters, float64(a.Filters))
+		gauge(c.aggNodes, float64(a.Nodes-a.Parked), "attached")
+		gauge(c.aggNodes, float64(a.Parked), "parked")
+		counter(c.aggMessages, a.Delivered, "delivered")
+		counter(c.aggMessages, a.Unrouted, "unrouted")
+		counter(c.aggMessages, a.ParkedDropped, "parked_dropped")
 	}
 	if c.dtls != nil {
 		d := c.dtls()

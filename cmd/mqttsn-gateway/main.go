@@ -198,9 +198,10 @@ func serve(ctx context.Context, cfg *config.File, log *zap.Logger, lvl zap.Atomi
 	go func() { defer close(probeDone); prober.Run(probeCtx) }()
 	defer func() { stopProbe(); <-probeDone }()
 	var nodesUp gateway.Upstream = up
+	var agg *aggregate.Upstream
 	if cfg.Aggregating() {
 		// Every node over broker.connections shared connections of up.
-		agg := aggregate.New(up, cfg.Aggregate(), log.Named("aggregate"))
+		agg = aggregate.New(up, cfg.Aggregate(), log.Named("aggregate"))
 		defer func() {
 			cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
@@ -229,7 +230,7 @@ func serve(ctx context.Context, cfg *config.File, log *zap.Logger, lvl zap.Atomi
 		return err
 	}
 	if cfg.Admin.Listen != "" {
-		stopAdmin, err := startAdmin(cfg, ucfg.URL, g, up, prober, dtlsTrs, &lvl, log.Named("admin"))
+		stopAdmin, err := startAdmin(cfg, ucfg.URL, g, up, agg, prober, dtlsTrs, &lvl, log.Named("admin"))
 		if err != nil {
 			_ = g.Shutdown(context.Background())
 			return err
@@ -279,7 +280,7 @@ wait:
 
 // startAdmin starts the admin HTTP listener; stop shuts it down and waits
 // for it.
-func startAdmin(fc *config.File, brokerURL string, g *gateway.Gateway, up *upstream.Upstream, prober *upstream.Prober, dtlsTrs []*dtlstransport.Transport, lvl *zap.AtomicLevel, log *zap.Logger) (stop func(), err error) {
+func startAdmin(fc *config.File, brokerURL string, g *gateway.Gateway, up *upstream.Upstream, agg *aggregate.Upstream, prober *upstream.Prober, dtlsTrs []*dtlstransport.Transport, lvl *zap.AtomicLevel, log *zap.Logger) (stop func(), err error) {
 	var listeners []admin.Listener
 	for i, a := range g.Addrs() {
 		if i < len(fc.Listen.UDP) {
@@ -302,6 +303,9 @@ func startAdmin(fc *config.File, brokerURL string, g *gateway.Gateway, up *upstr
 		Level:       lvl,
 		BrokerCheck: up.Ping,
 		Upstream:    func() admin.UpstreamStats { return admin.UpstreamStats(up.Stats()) },
+	}
+	if agg != nil {
+		cfg.Aggregate = func() admin.AggregateStats { return admin.AggregateStats(agg.Stats()) }
 	}
 	if len(dtlsTrs) > 0 {
 		cfg.DTLS = func() admin.DTLSStats {

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"io"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -24,6 +26,7 @@ func TestServeAggregatingMode(t *testing.T) {
 	}
 	cfg.Listen.UDP = config.StringList{"127.0.0.1:0"}
 	cfg.EmbeddedBroker.Listen = "127.0.0.1:0"
+	cfg.Admin.Listen = "127.0.0.1:0"
 	core, logs := observer.New(zap.DebugLevel)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -88,6 +91,21 @@ func TestServeAggregatingMode(t *testing.T) {
 		case *snpacket.Publish:
 			echoed = string(p.Data) == "round trip"
 			_ = c.Send(&snpacket.Puback{TopicID: p.TopicID, MsgID: p.MsgID})
+		}
+	}
+	var base string
+	for _, e := range logs.FilterMessageSnippet("admin listener:").All() {
+		base = strings.TrimSuffix(e.ContextMap()["url"].(string), "/")
+	}
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{`mqttsn_aggregate_connections{state="open"} 3`, "mqttsn_aggregate_filters 1", `mqttsn_aggregate_sessions{state="attached"} 1`} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %s", want)
 		}
 	}
 	for _, e := range logs.All() {
