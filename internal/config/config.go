@@ -43,6 +43,7 @@ type File struct {
 		ConnectTimeout      time.Duration `yaml:"connect_timeout"`
 		ReconnectBackoffMin time.Duration `yaml:"reconnect_backoff_min"`
 		ReconnectBackoffMax time.Duration `yaml:"reconnect_backoff_max"`
+		ReconnectRate       float64       `yaml:"reconnect_rate"`
 		ReceiveMaximum      uint16        `yaml:"receive_maximum"`
 		SessionExpiry       time.Duration `yaml:"session_expiry"`
 		WillDelay           time.Duration `yaml:"will_delay"`
@@ -325,6 +326,11 @@ func (c *File) Check() error {
 	default:
 		return fmt.Errorf("broker.protocol_version: %q: use \"5\", \"3.1.1\" or \"auto\"", c.Broker.ProtocolVersion)
 	}
+	// Checked here too: upstream.New is only asked with a URL, and the
+	// gateway's QoS -1 connection to the embedded broker is paced as well.
+	if r := c.Broker.ReconnectRate; r < 0 || r != r { // NaN too
+		return fmt.Errorf("broker.reconnect_rate: %v: must be positive (reconnects per second, gateway-wide; default %d)", r, upstream.DefaultReconnectRate)
+	}
 	if q := c.Broker.MaxQoS; q != nil && *q > 2 {
 		return fmt.Errorf("broker.max_qos: %d: use 0, 1 or 2", *q)
 	}
@@ -395,7 +401,7 @@ func (c *File) Upstream() upstream.Config {
 		ProtocolVersion: b.ProtocolVersion, MaxQoS: b.MaxQoS,
 		CAFile: b.CAFile, CertFile: b.CertFile, KeyFile: b.KeyFile, ServerName: b.ServerName,
 		InsecureSkipVerify: b.InsecureSkipVerify, KeepAlive: b.KeepAlive, ConnectTimeout: b.ConnectTimeout,
-		ReconnectBackoffMin: b.ReconnectBackoffMin, ReconnectBackoffMax: b.ReconnectBackoffMax,
+		ReconnectBackoffMin: b.ReconnectBackoffMin, ReconnectBackoffMax: b.ReconnectBackoffMax, ReconnectRate: b.ReconnectRate,
 		ReceiveMaximum: b.ReceiveMaximum, WillDelay: b.WillDelay, ProbeInterval: b.ProbeInterval,
 	}
 }
