@@ -92,9 +92,14 @@ func TestSleepBudgetLargestHolderPays(t *testing.T) {
 	}
 	Eventually(t, "the budget given back to its limit", func() bool { return census().BufferedBytes <= budget })
 
-	// The fourth node's messages: the hogs pay for them.
+	// The fourth node's messages: the hogs pay for them. Together they are
+	// larger than one hog message (so the budget, which may have been left
+	// up to one hog message below its limit, is over again) and smaller
+	// than the eighth the budget may run over while a hog's worker catches
+	// up (so no timing can make the victim pay).
+	pad := strings.Repeat("v", 100)
 	for k := range victimN {
-		pub.Publish("victim/t", "v"+strconv.Itoa(k), 1)
+		pub.Publish("victim/t", "v"+strconv.Itoa(k)+pad, 1)
 	}
 	Eventually(t, "the victim's 20 messages buffered", func() bool { return buffered("victim") == victimN })
 	Eventually(t, "the budget given back to its limit", func() bool { return census().BufferedBytes <= budget })
@@ -107,7 +112,7 @@ func TestSleepBudgetLargestHolderPays(t *testing.T) {
 	got := s.drain(victim, victimN)
 	want := make([]string, victimN)
 	for k := range want {
-		want[k] = "v" + strconv.Itoa(k)
+		want[k] = "v" + strconv.Itoa(k) + pad
 	}
 	if p := sleepPayloads(got); !slices.Equal(p, want) {
 		t.Fatalf("the victim got %q, want %q", p, want)
