@@ -100,26 +100,11 @@ func (s *shard) onDeliver(now time.Time, sess *session, gen uint64, m Message) {
 	if !ok {
 		return // no longer subscribed
 	}
-	drops := sess.queue.Push(sleepmgr.Item{Topic: m.Topic, Payload: m.Payload, QoS: int8(qos), Retain: m.Retain})
-	if len(drops) > 0 {
-		s.g.stats.BufferDropped.Add(uint64(len(drops)))
-		for _, d := range drops {
-			switch d.Reason {
-			case sleepmgr.DropQoS0Overflow:
-				s.g.stats.BufferDroppedQoS0.Add(1)
-			case sleepmgr.DropOverflow:
-				s.g.stats.BufferDroppedOverflow.Add(1)
-			case sleepmgr.DropBudget:
-				s.g.stats.BufferDroppedBudget.Add(1)
-			}
-		}
-		if !sess.dropsLogged {
-			sess.dropsLogged = true
-			sess.log.Warn("buffer full: messages dropped", zap.Int("dropped", len(drops)),
-				zap.Stringer("reason", drops[0].Reason), zap.Int("queued", sess.queue.Len()))
-		}
-	}
+	s.countDrops(sess, sess.queue.Push(sleepmgr.Item{Topic: m.Topic, Payload: m.Payload, QoS: int8(qos), Retain: m.Retain}))
 	s.pump(now, sess)
+	if s.g.budget.Over() {
+		s.rebalance(now) // the largest holder pays, not this node (budget.go)
+	}
 	s.schedule(sess)
 }
 

@@ -82,6 +82,10 @@ type Gateway struct {
 
 	qm1 chan Message // QoS -1 publishes for the gateway's own connection
 
+	// evictLog rate-limits the warnings for messages dropped for the
+	// sleep-buffer budget (budget.go).
+	evictLog evictLog
+
 	mu       sync.Mutex
 	serving  bool
 	closed   bool

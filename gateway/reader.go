@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"strconv"
+	"time"
 
 	"go.uber.org/zap"
 	"golang.org/x/net/ipv4"
@@ -303,10 +304,12 @@ func (g *Gateway) publishMinusOne(from peer, p *snpacket.Publish) {
 }
 
 // runQoSMinusOne owns the gateway's dedicated upstream connection for QoS -1
-// traffic. It connects lazily and reconnects on the next message after a
-// failure.
+// traffic. It connects lazily; after a failure it opens again on the first
+// message after the reconnect backoff and a slot on the limiter, and logs
+// the outage once (qm1link.go).
 func (g *Gateway) runQoSMinusOne(ctx context.Context) {
 	var sess Session
+	link := newQM1Link(g.log, g.up)
 	defer func() {
 		if sess != nil {
 			cctx, cancel := context.WithTimeout(context.Background(), 2*g.cfg.RetryInterval)
@@ -319,13 +322,28 @@ func (g *Gateway) runQoSMinusOne(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case msg := <-g.qm1:
+			if sess != nil {
+				select {
+				case <-sess.Done(): // gave up reconnecting: open anew
+					sess = nil
+				default:
+				}
+			}
 			if sess == nil {
+				if !link.mayOpen(time.Now()) {
+					g.stats.QoSMinusOneDrop.Add(1)
+					link.skipped()
+					continue
+				}
 				octx, cancel := context.WithTimeout(ctx, g.cfg.UpstreamTimeout)
 				s, err := g.up.Open(octx, SessionOptions{ClientID: gatewayClientID(g.cfg.GatewayID), CleanStart: true}, func(Message) {})
 				cancel()
 				if err != nil {
+					if ctx.Err() != nil {
+						return
+					}
 					g.stats.QoSMinusOneDrop.Add(1)
-					g.log.Debug("QoS -1 upstream connection failed", zap.Error(err)) // upstream logs it, rate-limited
+					link.failed(time.Now(), err, true)
 					continue
 				}
 				sess = s
@@ -335,9 +353,10 @@ func (g *Gateway) runQoSMinusOne(ctx context.Context) {
 			cancel()
 			if err != nil {
 				g.stats.QoSMinusOneDrop.Add(1)
-				g.log.Debug("QoS -1 publish failed", zap.String("topic", msg.Topic), zap.Error(err))
+				link.failed(time.Now(), err, false) // the session reconnects by itself
 				continue
 			}
+			link.ok(time.Now())
 			g.stats.QoSMinusOneOut.Add(1)
 		}
 	}

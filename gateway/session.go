@@ -94,7 +94,7 @@ type subscription struct {
 }
 
 func (s *shard) newSession(id string, from peer) *session {
-	return &session{
+	sess := &session{
 		id:      id,
 		shard:   s,
 		log:     s.g.log.With(zap.String("client_id", id)),
@@ -105,6 +105,8 @@ func (s *shard) newSession(id string, from peer) *session {
 		queue:   sleepmgr.NewBuffer(s.g.cfg.MaxBuffered, s.g.budget),
 		heapIdx: -1,
 	}
+	sess.queue.SetOwner(sess) // the budget's largest holder is evicted by its shard (budget.go)
+	return sess
 }
 
 // nextDeadline is the earliest of the supervision and retransmission

@@ -26,6 +26,10 @@ type shard struct {
 	work    chan opTask
 	idle    int
 	backlog []opTask
+	// evict asks the shard to give bytes back to the sleep-buffer budget
+	// from its largest holder (budget.go); one pending request stands for
+	// any number.
+	evict chan struct{}
 
 	sessions map[string]*session
 	byPeer   map[peerKey]*session
@@ -45,6 +49,7 @@ func newShard(g *Gateway, id int) *shard {
 		inbox:    make(chan inbound, g.cfg.InboxSize),
 		events:   make(chan func(time.Time), 64),
 		work:     make(chan opTask, g.cfg.UpstreamWorkers),
+		evict:    make(chan struct{}, 1),
 		sessions: make(map[string]*session),
 		byPeer:   make(map[peerKey]*session),
 	}
@@ -73,6 +78,8 @@ func (s *shard) run(ctx context.Context) {
 			s.handle(time.Now(), in)
 		case fn := <-s.events:
 			fn(time.Now())
+		case <-s.evict:
+			s.rebalance(time.Now())
 		case <-s.timer.C:
 			s.armedAt = time.Time{}
 			s.expire(time.Now())

@@ -93,6 +93,12 @@ type Config struct {
 	// jittered delay between reconnect attempts (defaults 1s and 30s).
 	ReconnectBackoffMin time.Duration
 	ReconnectBackoffMax time.Duration
+	// ReconnectRate (broker.reconnect_rate, default 100) limits reconnect
+	// attempts per second across every connection of the Upstream: each
+	// attempt waits for its backoff and then for a slot on one shared
+	// limiter, so connections lost together (a broker restart) come back
+	// at this rate. Open, for a node's CONNECT, is not limited by it.
+	ReconnectRate float64
 	// ReceiveMaximum is sent in CONNECT (default 16). paho allocates a
 	// channel of this many slots per connection, so keep it small.
 	ReceiveMaximum uint16
@@ -139,6 +145,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.ReceiveMaximum == 0 {
 		c.ReceiveMaximum = DefaultReceiveMaximum
+	}
+	if c.ReconnectRate == 0 {
+		c.ReconnectRate = DefaultReconnectRate
 	}
 	if c.AckTimeout == 0 {
 		c.AckTimeout = DefaultAckTimeout
@@ -228,6 +237,8 @@ func (c *Config) validate() (endpoint, error) {
 	case c.ReconnectBackoffMax < c.ReconnectBackoffMin:
 		return ep, fmt.Errorf("broker.reconnect_backoff_max: %v is below reconnect_backoff_min %v",
 			c.ReconnectBackoffMax, c.ReconnectBackoffMin)
+	case c.ReconnectRate < 0 || c.ReconnectRate != c.ReconnectRate: // NaN too
+		return ep, fmt.Errorf("broker.reconnect_rate: %v: must be positive (reconnects per second; default %d)", c.ReconnectRate, DefaultReconnectRate)
 	case len(c.ClientIDPrefix) > 65535:
 		return ep, errors.New("broker.client_id_prefix: longer than 65535 octets")
 	case c.MaxQoS != nil && *c.MaxQoS > 2:

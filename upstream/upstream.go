@@ -50,9 +50,13 @@ type Upstream struct {
 	counters counters
 	proto    atomic.Uint32 // negotiated protocol level (5 or 4), 0 while unknown
 	refusals *refusalLog
+	pacer    *pacer // gateway-wide reconnect limiter (broker.reconnect_rate)
 }
 
-var _ gateway.Upstream = (*Upstream)(nil)
+var (
+	_ gateway.Upstream       = (*Upstream)(nil)
+	_ gateway.ReconnectPacer = (*Upstream)(nil)
+)
 
 // New validates cfg, fills in defaults and returns an Upstream. It does not
 // connect; each Open does. A nil log means no logging.
@@ -65,7 +69,8 @@ func New(cfg Config, log *zap.Logger) (*Upstream, error) {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	return &Upstream{cfg: cfg, ep: ep, log: log, refusals: newRefusalLog(log, refusalEvery)}, nil
+	return &Upstream{cfg: cfg, ep: ep, log: log, refusals: newRefusalLog(log, refusalEvery),
+		pacer: newPacer(cfg.ReconnectRate)}, nil
 }
 
 // Open connects one MQTT session for a node and returns once the broker

@@ -46,6 +46,7 @@ type File struct {
 		ConnectTimeout      time.Duration `yaml:"connect_timeout"`
 		ReconnectBackoffMin time.Duration `yaml:"reconnect_backoff_min"`
 		ReconnectBackoffMax time.Duration `yaml:"reconnect_backoff_max"`
+		ReconnectRate       float64       `yaml:"reconnect_rate"`
 		ReceiveMaximum      uint16        `yaml:"receive_maximum"`
 		SessionExpiry       time.Duration `yaml:"session_expiry"`
 		WillDelay           time.Duration `yaml:"will_delay"`
@@ -358,6 +359,11 @@ func (c *File) Check() error {
 	if n := c.Broker.Connections; n < 0 || n > MaxConnections {
 		return fmt.Errorf("broker.connections: %d: use 1 to %d (0: the default, %d)", n, MaxConnections, aggregate.DefaultConnections)
 	}
+	// Checked here too: upstream.New is only asked with a URL, and the
+	// gateway's QoS -1 connection to the embedded broker is paced as well.
+	if r := c.Broker.ReconnectRate; r < 0 || r != r { // NaN too
+		return fmt.Errorf("broker.reconnect_rate: %v: must be positive (reconnects per second, gateway-wide; default %d)", r, upstream.DefaultReconnectRate)
+	}
 	if q := c.Broker.MaxQoS; q != nil && *q > 2 {
 		return fmt.Errorf("broker.max_qos: %d: use 0, 1 or 2", *q)
 	}
@@ -429,7 +435,7 @@ func (c *File) Upstream() upstream.Config {
 		ProtocolVersion: b.ProtocolVersion, MaxQoS: b.MaxQoS,
 		CAFile: b.CAFile, CertFile: b.CertFile, KeyFile: b.KeyFile, ServerName: b.ServerName,
 		InsecureSkipVerify: b.InsecureSkipVerify, KeepAlive: b.KeepAlive, ConnectTimeout: b.ConnectTimeout,
-		ReconnectBackoffMin: b.ReconnectBackoffMin, ReconnectBackoffMax: b.ReconnectBackoffMax,
+		ReconnectBackoffMin: b.ReconnectBackoffMin, ReconnectBackoffMax: b.ReconnectBackoffMax, ReconnectRate: b.ReconnectRate,
 		ReceiveMaximum: b.ReceiveMaximum, WillDelay: b.WillDelay, ProbeInterval: b.ProbeInterval,
 	}
 }

@@ -43,7 +43,7 @@ func TestExampleFile(t *testing.T) {
 		u.ReconnectBackoffMin != upstream.DefaultReconnectBackoffMin || u.ReconnectBackoffMax != upstream.DefaultReconnectBackoffMax ||
 		u.ReceiveMaximum != upstream.DefaultReceiveMaximum || u.WillDelay != upstream.DefaultWillDelay ||
 		u.ProtocolVersion != upstream.ProtocolAuto || u.MaxQoS == nil || *u.MaxQoS != upstream.DefaultMaxQoS ||
-		u.ProbeInterval != upstream.DefaultProbeInterval {
+		u.ProbeInterval != upstream.DefaultProbeInterval || u.ReconnectRate != upstream.DefaultReconnectRate {
 		t.Errorf("documented broker defaults differ from the code's: %+v", u)
 	}
 	d := c.DTLS
@@ -142,6 +142,9 @@ func TestErrorsNameTheKey(t *testing.T) {
 		{"broker:\n  connections: 1000\n", "broker.connections"},
 		{"broker:\n  mode: aggregating\nnode_auth:\n  required: true\n", "node_auth.required"},
 		{"broker:\n  mode: aggregating\n  username: \"{client_id}\"\n", "broker.username"},
+		{"broker:\n  reconnect_rate: -1\n", "broker.reconnect_rate"},
+		{"broker:\n  url: mqtt://x\n  reconnect_rate: -5\n", "broker.reconnect_rate"},
+		{"broker:\n  reconnect_rate: .nan\n", "broker.reconnect_rate"},
 		{"broker:\n  url: mqtt://x\n  max_qos: 3\n", "broker.max_qos"},
 	} {
 		_, err := Parse(strings.NewReader(c.yaml))
