@@ -95,7 +95,7 @@ func TestInProcessBrokerClosed(t *testing.T) {
 		if errors.Is(err, ErrNotConnected) {
 			return nil
 		}
-		return fmt.Errorf("%w: %v", errNotYet, err)
+		return fmt.Errorf("%w: %w", errNotYet, err)
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
 	defer cancel()
