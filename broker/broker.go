@@ -71,6 +71,10 @@ func (b *Broker) Dial(ctx context.Context) (net.Conn, error) {
 	return b.mem.Dial(ctx)
 }
 
+// InProcessConns returns the number of in-process connections (Dial's)
+// the broker serves now.
+func (b *Broker) InProcessConns() int { return b.mem.open() }
+
 // Addr returns the bound host:port.
 func (b *Broker) Addr() string { return b.addr }
 

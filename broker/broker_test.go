@@ -124,6 +124,9 @@ func TestDialInProcess(t *testing.T) {
 	if ids := b.ClientIDs(); len(ids) != 1 || ids[0] != "mem" {
 		t.Fatalf("ClientIDs %v", ids)
 	}
+	if n := b.InProcessConns(); n != 1 {
+		t.Fatalf("InProcessConns %d, want 1", n)
+	}
 	if err := b.Close(); err != nil {
 		t.Fatal(err)
 	}

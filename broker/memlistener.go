@@ -91,6 +91,13 @@ func (l *memListener) Dial(ctx context.Context) (net.Conn, error) {
 	return client, nil
 }
 
+// open returns the number of connections being served now.
+func (l *memListener) open() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.conns)
+}
+
 // Close refuses new connections, lets mochi disconnect its clients
 // (publishing wills), closes any remaining connection and waits for the
 // connection goroutines.

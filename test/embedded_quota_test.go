@@ -45,6 +45,11 @@ func embeddedFanOut(t *testing.T, link string, recvMax uint16) {
 		ns[i].Connect(fmt.Sprintf("fan-%s-%d-%d", link, recvMax, i), true, 60)
 		ns[i].Subscribe(1, "fan/q1", sn.QoS1)
 	}
+	// The link is the one the subtest names: every node's session over
+	// in-memory connections, or none of them.
+	if n := tg.Broker().InProcessConns(); (link == "in-process") != (n >= nodes) || link == "tcp" && n != 0 {
+		t.Fatalf("%s: %d in-process connections for %d nodes", link, n, nodes)
+	}
 	// The broker's backlog for each node's upstream connection
 	// exceeds its Receive Maximum: the gateway holds one message in
 	// flight per node until the node acknowledges it.
