@@ -108,16 +108,20 @@ func (u *Upstream) openV5(ctx context.Context, opts gateway.SessionOptions, deli
 	return s, nil
 }
 
-// dial opens the network connection (TCP or TLS), bounded by ctx.
+// dial opens the network connection (Config.Dial's, TCP or TLS), bounded
+// by ctx.
 func (u *Upstream) dial(ctx context.Context) (net.Conn, error) {
 	var (
 		conn net.Conn
 		err  error
 	)
-	if u.ep.tls != nil {
+	switch {
+	case u.cfg.Dial != nil:
+		conn, err = u.cfg.Dial(ctx)
+	case u.ep.tls != nil:
 		d := tls.Dialer{Config: u.ep.tls}
 		conn, err = d.DialContext(ctx, "tcp", u.ep.hostPort)
-	} else {
+	default:
 		var d net.Dialer
 		conn, err = d.DialContext(ctx, "tcp", u.ep.hostPort)
 	}

@@ -183,7 +183,10 @@ func serve(ctx context.Context, cfg *config.File, log *zap.Logger, lvl zap.Atomi
 		}
 		defer func() { _ = b.Close() }()
 		embedded = b
-		ucfg.URL = b.URL()
+		ucfg.URL = b.URL() // names it (logs, status page); outside clients use it
+		// The gateway's own sessions reach it in-process: no socket and
+		// no file descriptor per node (issue 12 item 2).
+		ucfg.Dial = b.Dial
 	}
 	up, err := upstream.New(ucfg, log.Named("upstream"))
 	if err != nil {
@@ -240,7 +243,8 @@ func serve(ctx context.Context, cfg *config.File, log *zap.Logger, lvl zap.Atomi
 	if embedded != nil {
 		// Said only once the start can no longer fail on a listener.
 		log.Info("embedded MQTT broker started: watch it with any MQTT client",
-			zap.String("url", embedded.URL()), zap.String("example", watchCommand(embedded.Addr())))
+			zap.String("url", embedded.URL()), zap.String("example", watchCommand(embedded.Addr())),
+			zap.String("gateway_sessions", "in-process, no sockets"))
 	}
 	log.Info("mqttsn-gateway starting", zap.Strings("udp", cfg.Listen.UDP), zap.Strings("dtls", cfg.Listen.DTLS), zap.String("broker", upstream.RedactURL(ucfg.URL)), zap.String("mode", cfg.Mode()))
 	errc := make(chan error, 1)

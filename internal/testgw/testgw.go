@@ -103,8 +103,15 @@ func start(t testing.TB, tg testbroker.Target, cfg gateway.Config, ucfg upstream
 }
 
 // UpstreamConfig fills in what tests leave out of ucfg: the target's URL,
-// protocol version and QoS cap, and short reconnect backoffs.
+// protocol version and QoS cap, and short reconnect backoffs. A test that
+// leaves URL and Dial empty on the embedded broker gets what the gateway
+// gets with no broker.url: the in-process connection (tg.Dial), with the
+// URL only naming the broker. Outside clients (watchers) still reach it
+// over TCP at tg.URL; a test that sets URL itself dials TCP too.
 func UpstreamConfig(tg testbroker.Target, ucfg upstream.Config) upstream.Config {
+	if ucfg.URL == "" && ucfg.Dial == nil && tg.InProcess() {
+		ucfg.Dial = tg.Dial
+	}
 	if ucfg.URL == "" {
 		ucfg.URL = tg.URL
 	}
