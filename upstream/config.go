@@ -288,7 +288,7 @@ func (c *Config) validateSettings() error {
 		return fmt.Errorf("broker.reconnect_backoff_max: %v is below reconnect_backoff_min %v",
 			c.ReconnectBackoffMax, c.ReconnectBackoffMin)
 	case c.ReconnectRate < 0 || c.ReconnectRate != c.ReconnectRate: // NaN too
-		return ep, fmt.Errorf("broker.reconnect_rate: %v: must be positive (reconnects per second; default %d)", c.ReconnectRate, DefaultReconnectRate)
+		return fmt.Errorf("broker.reconnect_rate: %v: must be positive (reconnects per second; default %d)", c.ReconnectRate, DefaultReconnectRate)
 	case len(c.ClientIDPrefix) > 65535:
 		return errors.New("broker.client_id_prefix: longer than 65535 octets")
 	case c.MaxQoS != nil && *c.MaxQoS > 2:
