@@ -59,6 +59,17 @@ func StartAggregating(t testing.TB, tg testbroker.Target, cfg gateway.Config, ac
 	return g, agg
 }
 
+// ForMode returns up for a gateway in tg's mode: up itself in transparent
+// mode, an aggregator over two shared sessions of up (closed in t.Cleanup)
+// in aggregating mode. Tests that make their own upstream pass it through
+// ForMode to run in both modes.
+func ForMode(t testing.TB, tg testbroker.Target, up gateway.Upstream) gateway.Upstream {
+	if tg.Mode != testbroker.Aggregating {
+		return up
+	}
+	return aggregated(t, up, aggregate.Config{Connections: 2, ClientID: SharedClientID(t)})
+}
+
 // aggregated wraps up in an aggregator closed in t.Cleanup.
 func aggregated(t testing.TB, up gateway.Upstream, acfg aggregate.Config) *aggregate.Upstream {
 	agg := aggregate.New(up, acfg, Logger(t).Named("aggregate"))
@@ -90,14 +101,11 @@ func start(t testing.TB, tg testbroker.Target, cfg gateway.Config, ucfg upstream
 	if err != nil {
 		t.Fatalf("upstream: %v", err)
 	}
-	var gu gateway.Upstream = up
-	if wrap == nil && tg.Mode == testbroker.Aggregating {
-		wrap = func(up gateway.Upstream) gateway.Upstream {
-			return aggregated(t, up, aggregate.Config{Connections: 2, ClientID: SharedClientID(t)})
-		}
-	}
+	var gu gateway.Upstream
 	if wrap != nil {
 		gu = wrap(up)
+	} else {
+		gu = ForMode(t, tg, up)
 	}
 	return StartUpstream(t, gu, cfg, opts...)
 }
