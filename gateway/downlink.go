@@ -190,6 +190,11 @@ func (s *shard) topicFor(sess *session, out *outbound) bool {
 			return true
 		}
 	}
+	if s.topicRoom(sess, topic) != snpacket.Accepted {
+		s.g.stats.BufferDropped.Add(1)
+		sess.log.Debug("downlink topic over limits.max_topic_bytes: dropped", zap.Int("topic_len", len(topic)))
+		return false
+	}
 	id, acked, err := sess.topics.Assign(topic)
 	if err != nil {
 		s.g.stats.BufferDropped.Add(1)

@@ -69,6 +69,7 @@ type Gateway struct {
 	dests  []destination // ADVERTISE destinations
 	budget *sleepmgr.Budget
 	stats  Stats
+	lim    limiter  // gateway-wide counts of the bounds (limits.go)
 	gone   goneRing // recently lost or forgotten nodes
 
 	transports []Transport

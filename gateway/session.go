@@ -94,6 +94,7 @@ type subscription struct {
 }
 
 func (s *shard) newSession(id string, from peer) *session {
+	s.g.lim.sessions.Add(1) // dropSession gives it back
 	return &session{
 		id:      id,
 		shard:   s,
@@ -213,6 +214,10 @@ func (s *shard) onConnect(now time.Time, from peer, c *snpacket.Connect, size in
 		return
 	}
 	if sess == nil {
+		if !s.g.admitSession() {
+			s.g.send(from, &snpacket.Connack{ReturnCode: snpacket.RejectedCongestion})
+			return
+		}
 		sess = s.newSession(c.ClientID, from)
 		s.sessions[c.ClientID] = sess
 	}
@@ -325,8 +330,13 @@ func (s *shard) finishConnect(now time.Time, sess *session) {
 	sess.superviseAt = time.Time{}
 	s.schedule(sess)
 	if !sess.opening {
+		o := op{kind: opOpen}
+		if !s.admit(sess, &o) {
+			s.refuseConnect(sess, snpacket.RejectedCongestion)
+			return
+		}
 		sess.opening = true
-		s.enqueue(sess, op{kind: opOpen})
+		s.enqueue(sess, o)
 	}
 }
 
@@ -493,6 +503,7 @@ func (s *shard) dropSession(sess *session) {
 	}
 	if s.sessions[sess.id] == sess {
 		delete(s.sessions, sess.id)
+		s.g.lim.sessions.Add(-1)
 		s.noteForgotten(sess)
 	}
 	sess.log.Debug("session forgotten")
