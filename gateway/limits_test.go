@@ -152,3 +152,70 @@ func TestConnectRateTable(t *testing.T) {
 		t.Fatalf("%d entries, bound %d", len(c.m), maxRateEntries)
 	}
 }
+
+// limits.max_connecting bounds the upstream connects in progress: a
+// CONNECT beyond it gets CONNACK congestion at once, counted; the ones
+// admitted complete when the broker answers.
+func TestMaxConnecting(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := newRig(t, Config{MaxConnecting: 2})
+		gate := make(chan struct{})
+		r.up.mu.Lock()
+		r.up.gate = gate
+		r.up.mu.Unlock()
+		for i := range 3 {
+			a := &net.UDPAddr{IP: net.IPv4(10, 0, 2, byte(i+1)), Port: 5000}
+			r.send(a, &sn.Connect{CleanSession: true, Duration: 60, ClientID: "c" + string(rune('0'+i))})
+			synctest.Wait()
+		}
+		r.expect(&sn.Connack{ReturnCode: sn.RejectedCongestion})
+		if got := r.g.Stats().Limited[LimitConnecting].Load(); got != 1 {
+			t.Fatalf("limited by connecting %d, want 1", got)
+		}
+		close(gate)
+		r.expect(&sn.Connack{ReturnCode: sn.Accepted})
+		r.expect(&sn.Connack{ReturnCode: sn.Accepted})
+		synctest.Wait()
+		if got := r.g.lim.connecting.Load(); got != 0 {
+			t.Fatalf("%d connect slots still held", got)
+		}
+	})
+}
+
+// limits.max_sessions refuses new ClientIds, not the ones it knows.
+func TestMaxSessions(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := newRig(t, Config{MaxSessions: 2})
+		nodeB := &net.UDPAddr{IP: net.IPv4(10, 0, 0, 2), Port: 5000}
+		nodeC := &net.UDPAddr{IP: net.IPv4(10, 0, 0, 3), Port: 5000}
+		r.connect(nodeA, "s1")
+		r.connect(nodeB, "s2")
+		r.send(nodeC, &sn.Connect{CleanSession: true, Duration: 60, ClientID: "s3"})
+		r.expect(&sn.Connack{ReturnCode: sn.RejectedCongestion})
+		if got := r.g.Stats().Limited[LimitSessions].Load(); got != 1 {
+			t.Fatalf("limited by sessions %d, want 1", got)
+		}
+		r.connect(nodeB, "s2") // a known ClientId connects again
+		r.send(nodeA, &sn.Disconnect{})
+		r.expect(&sn.Disconnect{})
+		synctest.Wait() // the clean session is forgotten once its close is done
+		r.connect(nodeC, "s3")
+	})
+}
+
+// limits.connect_rate_per_ip answers the excess at the reader, before any
+// session exists.
+func TestConnectRatePerIP(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := newRig(t, Config{ConnectRatePerIP: 1})
+		r.connect(nodeA, "r1")
+		r.send(&net.UDPAddr{IP: nodeA.IP, Port: 5001}, &sn.Connect{CleanSession: true, Duration: 60, ClientID: "r2"})
+		r.expect(&sn.Connack{ReturnCode: sn.RejectedCongestion})
+		r.connect(&net.UDPAddr{IP: net.IPv4(10, 0, 0, 9), Port: 5000}, "r3") // another address
+		time.Sleep(time.Second)                                              // fake time: one token back
+		r.connect(&net.UDPAddr{IP: nodeA.IP, Port: 5001}, "r2")
+		if got := r.g.Stats().Limited[LimitConnectRate].Load(); got != 1 {
+			t.Fatalf("limited by connect_rate %d, want 1", got)
+		}
+	})
+}

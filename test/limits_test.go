@@ -2,13 +2,16 @@ package test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/mqttsn-gateway/mqttsn-gateway/gateway"
 	"github.com/mqttsn-gateway/mqttsn-gateway/internal/testbroker"
 	"github.com/mqttsn-gateway/mqttsn-gateway/internal/testgw"
+	"github.com/mqttsn-gateway/mqttsn-gateway/snclient"
 	sn "github.com/mqttsn-gateway/mqttsn-gateway/snpacket"
 	"github.com/mqttsn-gateway/mqttsn-gateway/upstream"
 )
@@ -165,5 +168,84 @@ func TestTopicBytesAndSubscriptionsBounded(t *testing.T) {
 		s.Send(&sn.Unsubscribe{MsgID: 22, TopicName: "x/+"})
 		s.Expect(&sn.Unsuback{MsgID: 22})
 		s.Subscribe(23, "w/#", sn.QoS0)
+	})
+}
+
+// NodeFrom is Node from a local address of its own (127.0.0.x), standing
+// for another source IP: a spoofed one, or another host.
+func (e *Env) NodeFrom(t testing.TB, ip string) *Node {
+	t.Helper()
+	c, err := snclient.DialFrom(ip, e.Addr)
+	if err != nil {
+		t.Fatalf("dial from %s: %v", ip, err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return &Node{t: t, Conn: c}
+}
+
+// A CONNECT flood from one address is cut to limits.connect_rate_per_ip
+// (CONNACK 0x01, counted) while a node elsewhere connects at once; new
+// ClientIds beyond limits.max_sessions get CONNACK 0x01 while known ones
+// still connect.
+func TestConnectFloodBounded(t *testing.T) {
+	ForEachBroker(t, func(t *testing.T, tg testbroker.Target) {
+		const maxSessions = 20
+		e := RunGateway(t, tg, gateway.Config{MaxConnecting: 4, ConnectRatePerIP: 5, MaxSessions: maxSessions})
+		flood := e.NodeFrom(t, "127.0.0.2")
+		const floods = 100 // their answers fit the socket's receive buffer
+		for i := range floods {
+			flood.Send(&sn.Connect{CleanSession: true, Duration: 60, ClientID: fmt.Sprintf("flood-%d", i)})
+		}
+		// The flood's burst may hold every limits.max_connecting slot for
+		// a moment: the node retries on congestion, as nodes do.
+		legit := e.NodeFrom(t, "127.0.0.3")
+		start := time.Now()
+		for {
+			legit.Send(&sn.Connect{CleanSession: true, Duration: 60, ClientID: "legit"})
+			if legit.Next().(*sn.Connack).ReturnCode == sn.Accepted {
+				break
+			}
+			if time.Since(start) > 3*time.Second {
+				t.Fatal("legitimate node not connected within 3s of the flood")
+			}
+			legit.ExpectNothing(50 * time.Millisecond) // the node's retry interval
+		}
+		accepted := 0
+		for range floods {
+			if flood.Next().(*sn.Connack).ReturnCode == sn.Accepted {
+				accepted++
+			}
+		}
+		if accepted < 1 || accepted > 10 {
+			t.Errorf("%d of the flood's CONNECTs accepted, want about the burst (5)", accepted)
+		}
+		if got := e.GW.Stats().Limited[gateway.LimitConnectRate].Load(); got < floods-10 {
+			t.Errorf("limited by connect_rate %d, want at least %d", got, floods-10)
+		}
+
+		// Sessions: one new ClientId at a time, each from an address of
+		// its own, until the gateway holds maxSessions.
+		clients, err := e.GW.Clients(testgw.Context(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		have := len(clients)
+		refused := 0
+		for i := range maxSessions - have + 5 {
+			n := e.NodeFrom(t, fmt.Sprintf("127.0.1.%d", i+1))
+			n.Send(&sn.Connect{CleanSession: true, Duration: 60, ClientID: fmt.Sprintf("many-%d", i)})
+			rc := n.Next().(*sn.Connack).ReturnCode
+			switch {
+			case rc == sn.Accepted && i < maxSessions-have:
+			case rc == sn.RejectedCongestion && i >= maxSessions-have:
+				refused++
+			default:
+				t.Fatalf("CONNECT %d with %d sessions held: return code %v", i, have+i, rc)
+			}
+		}
+		if got := e.GW.Stats().Limited[gateway.LimitSessions].Load(); got != uint64(refused) || refused != 5 {
+			t.Errorf("limited by sessions %d, refused %d, want 5", got, refused)
+		}
+		legit.Connect("legit", false, 60) // a known ClientId still connects
 	})
 }
