@@ -147,6 +147,9 @@ func (s *shard) deliveryQoS(sess *session, m Message) (snpacket.QoS, bool) {
 func (s *shard) pump(now time.Time, sess *session) {
 	for sess.inflight == nil && sess.subWait == 0 && sess.upWait == 0 && sess.phase == phaseNone &&
 		(sess.state == sleepmgr.Active || sess.state == sleepmgr.Awake) {
+		if !s.ampNext(sess) {
+			break // held until the address earns it (amplify.go)
+		}
 		it, ok := sess.queue.Pop()
 		if !ok {
 			break
@@ -210,14 +213,6 @@ func (s *shard) topicFor(sess *session, out *outbound) bool {
 	return true
 }
 
-func (sess *session) newMsgID() uint16 {
-	sess.nextMsgID++
-	if sess.nextMsgID == 0 {
-		sess.nextMsgID = 1
-	}
-	return sess.nextMsgID
-}
-
 func (s *shard) sendPublish(sess *session, out *outbound, dup bool) bool {
 	p := &snpacket.Publish{
 		DUP: dup, QoS: snpacket.QoS(out.item.QoS), Retain: out.item.Retain,
@@ -249,6 +244,9 @@ func (s *shard) sendPublish(sess *session, out *outbound, dup bool) bool {
 func (s *shard) sendInflight(now time.Time, sess *session, dup bool) {
 	out := sess.inflight
 	out.retryAt = now.Add(s.g.cfg.retryDelay(out.retries))
+	if !s.ampInflight(sess) {
+		return // held until the address earns it (amplify.go)
+	}
 	if out.stage != stagePublish { // sendPublish counts its own
 		sess.traffic.DownlinkDatagrams[qi(snpacket.QoS(out.item.QoS))]++
 	}
@@ -272,6 +270,9 @@ func (s *shard) sendInflight(now time.Time, sess *session, dup bool) {
 }
 
 func (s *shard) retransmit(now time.Time, sess *session) {
+	if s.ampDeferRetry(now, sess) {
+		return
+	}
 	sess.inflight.retries++
 	sess.traffic.Retransmissions++
 	s.g.stats.Retransmits.Add(1)
@@ -294,6 +295,7 @@ func (s *shard) finishInflight(now time.Time, sess *session, delivered bool) {
 // acked accounts the node's answer to the in-flight message, and
 // remembers the largest datagram the node has shown it can take.
 func (sess *session) acked() {
+	sess.proveAddress() // it answered a random MsgId (amplify.go)
 	sess.traffic.DownlinkDatagrams[qi(snpacket.QoS(sess.inflight.item.QoS))]++
 	if n := sess.inflight.size(); n > sess.maxAcked {
 		sess.maxAcked = n

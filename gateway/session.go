@@ -85,6 +85,8 @@ type session struct {
 	heapIdx     int
 
 	traffic Traffic // the node's radio cost, for operators
+
+	amp addrProof // address validation (amplify.go)
 }
 
 type subscription struct {
@@ -177,10 +179,15 @@ func (s *shard) setPeer(sess *session, from peer) {
 		s.g.bind(from.key, s.id)
 		sess.bound = true
 	}
+	s.ampAddress(sess)
 }
 
 func (s *shard) send(sess *session, p snpacket.Packet) {
+	if !s.ampAllow(sess, p) {
+		return // anti-amplification (amplify.go)
+	}
 	if n := s.g.send(sess.peer, p); n > 0 {
+		sess.ampSent(n)
 		sess.traffic.DatagramsOut++
 		sess.traffic.BytesOut += uint64(n)
 	}
@@ -189,6 +196,7 @@ func (s *shard) send(sess *session, p snpacket.Packet) {
 // received accounts a datagram from the node.
 func (sess *session) received(now time.Time, size int) {
 	sess.lastSeen = now
+	sess.amp.in += int64(size)
 	sess.traffic.DatagramsIn++
 	sess.traffic.BytesIn += uint64(size)
 }
@@ -439,8 +447,8 @@ func (s *shard) onWake(now time.Time, from peer, clientID string, size int) {
 
 // wakeDone ends an awake period with PINGRESP once nothing is left to send.
 func (s *shard) maybeWakeDone(now time.Time, sess *session) {
-	if sess.state != sleepmgr.Awake || sess.inflight != nil || sess.queue.Len() > 0 {
-		return
+	if sess.state != sleepmgr.Awake || (sess.inflight != nil && !sess.ampBlocked()) || (sess.queue.Len() > 0 && !sess.amp.held) {
+		return // more to send; what an unproven address has not earned waits for the next wake-up
 	}
 	s.send(sess, &snpacket.PingResp{})
 	sess.transition(sleepmgr.EvWakeDone)

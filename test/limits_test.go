@@ -249,3 +249,105 @@ func TestConnectFloodBounded(t *testing.T) {
 		legit.Connect("legit", false, 60) // a known ClientId still connects
 	})
 }
+
+// drainBytes reads what arrives at n until it is quiet for quiet, and
+// returns the bytes and the datagrams.
+func drainBytes(t *testing.T, n *Node, quiet time.Duration) (int, []sn.Packet) {
+	t.Helper()
+	total := 0
+	var pkts []sn.Packet
+	for {
+		b, err := n.Conn.ReceiveRaw(quiet)
+		if err != nil {
+			return total, pkts
+		}
+		total += len(b)
+		if p, err := sn.Unmarshal(b); err == nil {
+			pkts = append(pkts, p)
+		}
+	}
+}
+
+// Reflection (issue 14): a CONNECT and ten SUBSCRIBEs to topics with
+// large retained messages, sent with a victim's address, bring the victim
+// at most three times their bytes; so does a wake-up PINGREQ with a
+// sleeping node's ClientId. What the victim did not earn stays buffered:
+// the real node gets all of it when it wakes up.
+func TestAntiAmplification(t *testing.T) {
+	ForEachBroker(t, func(t *testing.T, tg testbroker.Target) {
+		e := RunGateway(t, tg, gateway.Config{})
+		big := strings.Repeat("R", 1000)
+		prefix := "refl/" + tg.Name + "/"
+		for k := range 10 {
+			e.Publish(t, fmt.Sprintf("%sr%d", prefix, k), big, 1, true)
+		}
+		victim := e.NodeFrom(t, "127.0.0.50")
+		sent := 0
+		send := func(n *Node, p sn.Packet) {
+			n.Send(p)
+			sent += p.Len()
+		}
+		send(victim, &sn.Connect{CleanSession: true, Duration: 60, ClientID: "spoofed"})
+		if got := victim.Next(); !isConnack(got) {
+			t.Fatalf("want CONNACK, got %+v", got)
+		}
+		received := 3
+		for k := range 10 {
+			send(victim, &sn.Subscribe{QoS: sn.QoS1, MsgID: uint16(k + 1), TopicName: fmt.Sprintf("%sr%d", prefix, k)})
+		}
+		n, pkts := drainBytes(t, victim, 500*time.Millisecond)
+		received += n
+		if received > 3*sent {
+			t.Fatalf("the spoofed address got %d bytes for %d sent: %v", received, sent, pkts)
+		}
+		for _, p := range pkts {
+			if p.Type() == sn.TypePublish {
+				t.Fatalf("a retained message went to the unproven address: %v", pkts)
+			}
+		}
+
+		// A sleeping node woken by a spoofed PINGREQ.
+		node := e.Node(t)
+		node.Connect("sleeper", true, 60)
+		node.Subscribe(1, prefix+"s", sn.QoS1)
+		node.Send(&sn.Disconnect{HasDuration: true, Duration: 600})
+		node.Expect(&sn.Disconnect{})
+		for k := range 20 {
+			e.Publish(t, prefix+"s", fmt.Sprintf("%d:%s", k, big), 1, false)
+		}
+		Eventually(t, "20 messages buffered", func() bool {
+			c, _, err := e.GW.Client(testgw.Context(t), "sleeper")
+			return err == nil && c.Buffered == 20
+		})
+		victim2 := e.NodeFrom(t, "127.0.0.51")
+		wake := &sn.PingReq{ClientID: "sleeper"}
+		victim2.Send(wake)
+		n, pkts = drainBytes(t, victim2, 300*time.Millisecond)
+		if n > 3*wake.Len() {
+			t.Fatalf("the spoofed wake-up got %d bytes for %d: %v", n, wake.Len(), pkts)
+		}
+
+		// The node wakes from its own address and gets all 20 after
+		// proving the address with the REGACK of a REGISTER. (Their order
+		// is the broker's: separate publisher connections.)
+		node.Send(wake)
+		seen := map[string]bool{}
+		for got := 0; got < 20; {
+			switch p := node.Next().(type) {
+			case *sn.Register:
+				node.Send(&sn.Regack{TopicID: p.TopicID, MsgID: p.MsgID, ReturnCode: sn.Accepted})
+			case *sn.Publish:
+				k, _, _ := strings.Cut(string(p.Data), ":")
+				if seen[k] {
+					t.Fatalf("message %s twice", k)
+				}
+				seen[k] = true
+				node.Send(&sn.Puback{TopicID: p.TopicID, MsgID: p.MsgID, ReturnCode: sn.Accepted})
+				got++
+			default:
+				t.Fatalf("after %d messages: %T %+v", got, p, p)
+			}
+		}
+		node.Expect(&sn.PingResp{})
+	})
+}
