@@ -115,7 +115,7 @@ func (s *shard) onDeliver(now time.Time, sess *session, gen uint64, m Message) {
 		}
 		if !sess.dropsLogged {
 			sess.dropsLogged = true
-			sess.log.Warn("buffer full: messages dropped", zap.Int("dropped", len(drops)),
+			s.g.warn(sess.log, "buffer full: messages dropped", zap.Int("dropped", len(drops)),
 				zap.Stringer("reason", drops[0].Reason), zap.Int("queued", sess.queue.Len()))
 		}
 	}
@@ -201,7 +201,7 @@ func (s *shard) topicFor(sess *session, out *outbound) bool {
 	id, acked, err := sess.topics.Assign(topic)
 	if err != nil {
 		s.g.stats.BufferDropped.Add(1)
-		sess.log.Warn("no topic id left for downlink message: dropped", zap.String("topic", topic), zap.Error(err))
+		s.g.warn(sess.log, "no topic id left for downlink message: dropped", zap.String("topic", topic), zap.Error(err))
 		return false
 	}
 	out.idType, out.topicID = snpacket.TopicNormal, id

@@ -219,3 +219,27 @@ func TestConnectRatePerIP(t *testing.T) {
 		}
 	})
 }
+
+// Per-node warnings: warnBurst lines of one message per warnPeriod, then
+// the next line says how many were held back.
+func TestWarnLimiter(t *testing.T) {
+	var w warnLimiter
+	now := time.Unix(0, 0)
+	for i := range warnBurst {
+		if ok, _ := w.allow("m", now); !ok {
+			t.Fatalf("line %d held back", i)
+		}
+	}
+	for range 5 {
+		if ok, _ := w.allow("m", now); ok {
+			t.Fatal("line beyond the burst logged")
+		}
+	}
+	if ok, _ := w.allow("other", now); !ok {
+		t.Fatal("another message paid for the first")
+	}
+	ok, held := w.allow("m", now.Add(warnPeriod))
+	if !ok || held != 5 {
+		t.Fatalf("after the period: %v, %d held back, want 5", ok, held)
+	}
+}

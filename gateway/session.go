@@ -100,7 +100,7 @@ func (s *shard) newSession(id string, from peer) *session {
 	return &session{
 		id:      id,
 		shard:   s,
-		log:     s.g.log.With(zap.String("client_id", id)),
+		log:     s.g.log.WithLazy(zap.String("client_id", id)), // lazily: most nodes never log (logs.go)
 		peer:    from,
 		state:   sleepmgr.Disconnected,
 		topics:  topicreg.New(s.g.cfg.MaxTopics),
@@ -208,7 +208,7 @@ func (s *shard) onConnect(now time.Time, from peer, c *snpacket.Connect, size in
 		return
 	}
 	if !s.g.identityAllowed(from, c.ClientID) {
-		s.log.Warn("CONNECT refused: ClientId is not the peer's authenticated identity",
+		s.g.warn(s.log, "CONNECT refused: ClientId is not the peer's authenticated identity",
 			zap.String("client_id", c.ClientID), zap.Stringer("addr", from.addr))
 		s.g.stats.IdentityRefused.Add(1)
 		s.g.send(from, &snpacket.Connack{ReturnCode: snpacket.RejectedNotSupported})
@@ -355,7 +355,7 @@ func (s *shard) connected(now time.Time, sess *session) {
 	sess.transition(sleepmgr.EvConnect)
 	s.g.stats.Connects.Add(1)
 	s.send(sess, &snpacket.Connack{ReturnCode: snpacket.Accepted})
-	sess.log.Info("connected", zap.String("transport", transportOf(sess.peer.addr)), zap.Stringer("addr", sess.peer.addr), zap.Bool("clean", sess.clean),
+	sess.log.Debug("connected", zap.String("transport", transportOf(sess.peer.addr)), zap.Stringer("addr", sess.peer.addr), zap.Bool("clean", sess.clean),
 		zap.Duration("keep_alive", sess.keepAlive), zap.Bool("will", sess.will != nil))
 	sess.supervise(now)
 	// What was in flight when the node went away goes out again first,
@@ -462,7 +462,7 @@ func (s *shard) onDisconnect(now time.Time, sess *session, d *snpacket.Disconnec
 		}
 		sess.sleep = time.Duration(d.Duration) * time.Second
 		s.send(sess, &snpacket.Disconnect{})
-		sess.log.Info("asleep", zap.Duration("duration", sess.sleep))
+		sess.log.Debug("asleep", zap.Duration("duration", sess.sleep))
 		sess.supervise(now)
 		return
 	}
@@ -471,7 +471,7 @@ func (s *shard) onDisconnect(now time.Time, sess *session, d *snpacket.Disconnec
 		return
 	}
 	s.g.stats.Closes[CloseDisconnect].Add(1)
-	sess.log.Info("disconnected", zap.Stringer("reason", CloseDisconnect))
+	sess.log.Debug("disconnected", zap.Stringer("reason", CloseDisconnect))
 	sess.supervise(now)
 	s.closeUpstream(sess, nil)
 	s.unbindSession(sess)

@@ -152,7 +152,7 @@ func (s *shard) runOp(ctx context.Context, t opTask) opResult {
 		if up != nil {
 			if o.hasWill {
 				if err := up.Publish(octx, o.msg); err != nil {
-					sess.log.Warn("will not published", zap.String("topic", o.msg.Topic), zap.Error(err))
+					s.g.warn(sess.log, "will not published", zap.String("topic", o.msg.Topic), zap.Error(err))
 				} else {
 					sess.log.Info("will published", zap.String("topic", o.msg.Topic))
 				}
@@ -237,7 +237,7 @@ func (s *shard) nodeOpDone(now time.Time, sess *session, o op, r opResult) {
 	case opSubscribe:
 		sess.subWait--
 		if r.err != nil {
-			sess.log.Warn("subscribe failed upstream", zap.String("filter", o.filter), zap.Error(r.err))
+			s.g.warn(sess.log, "subscribe failed upstream", zap.String("filter", o.filter), zap.Error(r.err))
 			if !o.resub {
 				delete(sess.subs, o.filter)
 			}
