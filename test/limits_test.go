@@ -351,3 +351,42 @@ func TestAntiAmplification(t *testing.T) {
 		node.Expect(&sn.PingResp{})
 	})
 }
+
+// Logs under abuse: 25 sleeping nodes each earning the same per-node
+// warning (their buffer overflowed) write at most 10 lines of it, and
+// their routine connect and sleep lines stay at debug.
+func TestPerNodeWarningsRateLimited(t *testing.T) {
+	ForEachBroker(t, func(t *testing.T, tg testbroker.Target) {
+		e, _, logs := runWith(t, tg, upstream.Config{}, gateway.Config{MaxBuffered: 1})
+		topic := "warn/" + tg.Name
+		const nodes = 25
+		for i := range nodes {
+			n := e.Node(t)
+			n.Connect(fmt.Sprintf("sleepy-%d", i), true, 60)
+			n.Subscribe(1, topic, sn.QoS1)
+			n.Send(&sn.Disconnect{HasDuration: true, Duration: 600})
+			n.Expect(&sn.Disconnect{})
+		}
+		for k := range 2 {
+			e.Publish(t, topic, fmt.Sprint(k), 1, false)
+		}
+		Eventually(t, "every node's overflow counted", func() bool {
+			return e.GW.Stats().BufferDropped.Load() >= nodes
+		})
+		lines := 0
+		for _, l := range logs.All() {
+			if l.Message == "buffer full: messages dropped" {
+				lines++
+			}
+			if l.Message == "connected" || l.Message == "asleep" {
+				t.Fatalf("routine per-node line above debug: %+v", l)
+			}
+		}
+		if lines != warnBurstOfGateway {
+			t.Fatalf("%d warn lines for %d nodes, want %d", lines, nodes, warnBurstOfGateway)
+		}
+	})
+}
+
+// warnBurstOfGateway is the gateway's per-message warning burst (logs.go).
+const warnBurstOfGateway = 10
