@@ -197,3 +197,34 @@ func TestMsgIDsRandom(t *testing.T) {
 		t.Fatalf("%d sequential, %d distinct of 1000", sequential, len(seen))
 	}
 }
+
+// authTransport is a memTransport that authenticates its peers, as DTLS
+// does: every peer proved the identity "n1".
+type authTransport struct{ *memTransport }
+
+func (authTransport) PeerIdentities(net.Addr) []string { return []string{"n1"} }
+
+// A peer of a transport that authenticates (DTLS) is proven from the
+// start: a large message goes out at once, without a REGISTER first.
+func TestAmplificationAuthenticatedProven(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		tr := authTransport{newMemTransport()}
+		up := newFakeUpstream()
+		g, err := New(Config{}, WithTransport(tr), WithUpstream(up))
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := &rig{t: t, g: g, tr: tr.memTransport, up: up}
+		done := make(chan struct{})
+		go func() { defer close(done); _ = g.Serve(context.Background()) }()
+		<-g.Ready()
+		defer func() { _ = g.Shutdown(context.Background()); <-done }()
+		r.connect(nodeA, "n1")
+		r.send(nodeA, &sn.Subscribe{QoS: sn.QoS0, MsgID: 1, TopicIDType: sn.TopicShort, TopicID: 0x6162})
+		r.next()
+		go up.session("n1").deliver(Message{Topic: "ab", Payload: bytes.Repeat([]byte("x"), 1000), QoS: 0})
+		if p, ok := r.next().(*sn.Publish); !ok || len(p.Data) != 1000 {
+			t.Fatalf("want the PUBLISH at once, got %T %+v", p, p)
+		}
+	})
+}
