@@ -14,7 +14,7 @@ import (
 // aiming the answers (a retained flood, a sleeping node's buffer) at a
 // victim. Until an address has proven that it receives what the gateway
 // sends, the gateway sends it at most ampFactor times the bytes it
-// received from it. An address is proven when it answers a message that
+// received from it, answers to its requests included. An address is proven when it answers a message that
 // carries a MsgId it could not have guessed (REGACK, PUBACK, PUBREC or
 // PUBCOMP to the gateway's REGISTER, PUBLISH or PUBREL: the gateway's
 // MsgIds are random), or when the transport authenticated the peer (DTLS).
@@ -30,8 +30,19 @@ import (
 // once nothing more fits: the rest waits for its next wake-up.
 
 // ampFactor is how many times the bytes received an unproven address may
-// be sent.
+// be sent. Answers to the node's own requests (each smaller than its
+// request) are never held back, since a PUBACK dropped for want of room
+// would make the node send its PUBLISH again: downlink (REGISTER, PUBLISH,
+// PUBREL) leaves room for the answers still owed (ampOwed).
 const ampFactor = 3
+
+// Sizes of the answers the gateway may still owe a node: PUBACK (or
+// PUBREC, smaller) to a QoS 1/2 PUBLISH awaiting the broker, SUBACK to a
+// SUBSCRIBE.
+const (
+	owedPuback = 7
+	owedSuback = 8
+)
 
 // addrProof is what a session knows about its address's proof.
 type addrProof struct {
@@ -84,14 +95,15 @@ func (sess *session) proveAddress() {
 	a.held, a.inflightHeld = false, false
 }
 
-// ampRoom is how many more bytes the session's address may be sent, or
-// -1 for no limit.
+// ampRoom is how many more bytes of downlink the session's address may
+// be sent, or -1 for no limit.
 func (sess *session) ampRoom() int64 {
 	a := &sess.amp
 	if a.proven {
 		return -1
 	}
-	return max(0, ampFactor*a.in-a.out)
+	owed := int64(owedPuback*max(0, sess.upWait) + owedSuback*max(0, sess.subWait))
+	return max(0, ampFactor*a.in-a.out-owed)
 }
 
 // wireLen is the datagram p makes to the session's peer.
@@ -109,10 +121,16 @@ func (sess *session) ampFits(n int) bool {
 	return room < 0 || sess.wireLen(n) <= room
 }
 
-// ampAllow is the check before every datagram to a session: false (the
-// datagram is not sent, counted) when it does not fit. Downlink checks
-// earlier, in ampNext and ampInflight, so that it is held instead.
+// ampAllow is the check before every datagram to a session: downlink
+// that does not fit is not sent (counted). Downlink checks earlier, in
+// ampNext and ampInflight, so that it is held instead; this is the
+// backstop. Answers to the node's requests always go.
 func (s *shard) ampAllow(sess *session, p snpacket.Packet) bool {
+	switch p.Type() {
+	case snpacket.TypeRegister, snpacket.TypePublish, snpacket.TypePubrel:
+	default:
+		return true
+	}
 	if sess.ampFits(p.Len()) {
 		return true
 	}

@@ -228,3 +228,41 @@ func TestAmplificationAuthenticatedProven(t *testing.T) {
 		}
 	})
 }
+
+// The answer a node's PUBLISH is owed always goes, however much held
+// downlink its bytes released meanwhile; and the total stays within 3x.
+func TestAmplificationAnswersNeverHeld(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := newRig(t, Config{Predefined: map[uint16]string{1: "p/one"}})
+		c := &sn.Connect{CleanSession: true, Duration: 60, ClientID: "n1"}
+		s := &sn.Subscribe{QoS: sn.QoS0, MsgID: 1, TopicIDType: sn.TopicShort, TopicID: 0x6162}
+		r.send(nodeA, c)
+		r.expect(&sn.Connack{ReturnCode: sn.Accepted})
+		r.send(nodeA, s)
+		_, out := r.drain(nodeA)
+		out += 3
+		in := wireLen(t, c, s)
+		up := r.up.session("n1")
+		for range 20 {
+			up.deliver(Message{Topic: "ab", Payload: bytes.Repeat([]byte("x"), 20), QoS: 0})
+		}
+		gate := make(chan struct{})
+		r.up.mu.Lock()
+		r.up.pubGate = gate
+		r.up.mu.Unlock()
+		pub := &sn.Publish{QoS: sn.QoS1, TopicIDType: sn.TopicPredefined, TopicID: 1, MsgID: 9, Data: bytes.Repeat([]byte("y"), 30)}
+		r.send(nodeA, pub)
+		in += pub.Len()
+		_, n := r.drain(nodeA)
+		out += n
+		close(gate)
+		pkts, n := r.drain(nodeA)
+		out += n
+		if len(pkts) == 0 || describe(pkts[0]) != describe(&sn.Puback{TopicID: 1, MsgID: 9, ReturnCode: sn.Accepted}) {
+			t.Fatalf("want PUBACK first, got %v", pkts)
+		}
+		if out > 3*in {
+			t.Fatalf("%d octets sent for %d received", out, in)
+		}
+	})
+}
