@@ -42,7 +42,7 @@ type collector struct {
 	rawDatagrams, rawBytes, datagrams, datagramBytes, writeErrors    *prometheus.Desc
 	readBatches                                                      *prometheus.Desc
 	publishes, retransmits, returnCodes, dropped, malformed          *prometheus.Desc
-	upFailures, upClosed, rejected                                   *prometheus.Desc
+	upFailures, upClosed, rejected, limited                          *prometheus.Desc
 	upConnected, upConnects, upConnectFailures, upReconnects, upLost *prometheus.Desc
 	dtlsHandshakes, dtlsHandshaking, dtlsEstablished                 *prometheus.Desc
 	aggConns, aggFilters, aggNodes, aggMessages                      *prometheus.Desc
@@ -88,6 +88,7 @@ func newCollector(src Source, cfg Config, log *zap.Logger) *collector {
 	c.dropped = d("dropped_total", "Datagrams and messages dropped, by reason.", "reason")
 	c.malformed = d("malformed_total", "Datagrams dropped as malformed, by error.", "kind")
 	c.rejected = d("rejected_total", "Node messages refused before they reached the broker (a topic MQTT forbids, a reserved flag value), by reason.", "reason")
+	c.limited = d("limited_total", "Requests refused (answered with congestion or not supported), and messages dropped or held, by a limit (limits.*, anti-amplification), by reason.", "reason")
 	c.upFailures = d("upstream_publish_failures_total", "Node messages the broker refused or that failed upstream.")
 	c.upClosed = d("upstream_sessions_closed_total", "Upstream sessions the gateway closed.")
 	if c.upstream != nil {
@@ -111,7 +112,7 @@ func (c *collector) descs() []*prometheus.Desc {
 		c.connects, c.closes, c.lost, c.wakes,
 		c.rawDatagrams, c.rawBytes, c.datagrams, c.datagramBytes, c.writeErrors, c.readBatches,
 		c.publishes, c.retransmits, c.returnCodes, c.dropped, c.malformed,
-		c.upFailures, c.upClosed, c.rejected,
+		c.upFailures, c.upClosed, c.rejected, c.limited,
 	}
 	if c.upstream != nil {
 		ds = append(ds, c.upConnected, c.upConnects, c.upConnectFailures, c.upReconnects, c.upLost)
@@ -205,6 +206,10 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 
 	for _, r := range gateway.RejectReasons() {
 		counter(c.rejected, st.Rejected[r].Load(), r.String())
+	}
+
+	for _, r := range gateway.LimitReasons() {
+		counter(c.limited, st.Limited[r].Load(), r.String())
 	}
 
 	counter(c.upFailures, st.UpstreamFailures.Load())

@@ -103,7 +103,7 @@ func (s *shard) countDrops(sess *session, drops []sleepmgr.Drop) {
 	}
 	if !sess.dropsLogged {
 		sess.dropsLogged = true
-		sess.log.Warn("buffer full: messages dropped", zap.Int("dropped", len(drops)),
+		s.g.warn(sess.log, "buffer full: messages dropped", zap.Int("dropped", len(drops)),
 			zap.Stringer("reason", drops[0].Reason), zap.Int("queued", sess.queue.Len()))
 	}
 }

@@ -107,6 +107,36 @@ type Config struct {
 	// UpstreamTimeout bounds each upstream operation made for a node
 	// (connect, publish, subscribe). Default 30s.
 	UpstreamTimeout time.Duration
+
+	// Bounds under abuse (limits.go, amplify.go; README "Limits").
+
+	// MaxPendingPerNode bounds one node's upstream operations waiting
+	// (publishes, subscribes, its connect); beyond it a QoS 1/2 PUBLISH
+	// gets PUBACK congestion, a SUBSCRIBE SUBACK congestion, a CONNECT
+	// CONNACK congestion, and a QoS 0 PUBLISH is dropped; each is counted.
+	// Default 64.
+	MaxPendingPerNode int
+	// MaxPendingBytes bounds the topic and payload bytes held for the
+	// uplink by all nodes together (their waiting operations and the QoS -1
+	// queue), answered as MaxPendingPerNode. Default 64 MiB.
+	MaxPendingBytes int64
+	// MaxTopicBytes bounds the bytes of the topic names one node has
+	// registered (both ways) plus those of its other subscription filters.
+	// Default 64 KiB.
+	MaxTopicBytes int
+	// MaxSubscriptions bounds one node's subscriptions. Default 100.
+	MaxSubscriptions int
+	// MaxConnecting bounds the upstream connects in progress for the whole
+	// gateway; a CONNECT beyond it gets CONNACK congestion. Default 256.
+	MaxConnecting int
+	// MaxSessions bounds the sessions (ClientIds) the gateway keeps; a new
+	// ClientId beyond it gets CONNACK congestion. Zero: no limit.
+	MaxSessions int
+	// ConnectRatePerIP bounds the CONNECTs per second from one source IP
+	// address (with a burst of as many); the excess gets CONNACK
+	// congestion. Zero: off (many nodes may share an address behind a
+	// border router or NAT64).
+	ConnectRatePerIP float64
 }
 
 // Defaults of Config.
@@ -125,6 +155,11 @@ const (
 	DefaultUpstreamWorkers   = 32
 	DefaultUDPReadBuffer     = 4 << 20
 	DefaultReadBatch         = 32
+	DefaultMaxPendingPerNode = 64
+	DefaultMaxPendingBytes   = 64 << 20
+	DefaultMaxTopicBytes     = 64 << 10
+	DefaultMaxSubscriptions  = 100
+	DefaultMaxConnecting     = 256
 )
 
 func (c *Config) setDefaults() {
@@ -173,6 +208,7 @@ func (c *Config) setDefaults() {
 	if c.AdvertiseInterval == 0 {
 		c.AdvertiseInterval = DefaultAdvertiseInterval
 	}
+	c.setLimitDefaults()
 }
 
 // WithDefaults returns c with every zero field set to its default.
@@ -256,7 +292,7 @@ func (c *Config) validate() error {
 	case c.UpstreamTimeout < 0:
 		return errors.New("gateway: upstream timeout must be positive")
 	}
-	return nil
+	return c.validateLimits()
 }
 
 // Option configures what is injected into a Gateway rather than configured.

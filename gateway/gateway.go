@@ -69,7 +69,9 @@ type Gateway struct {
 	dests  []destination // ADVERTISE destinations
 	budget *sleepmgr.Budget
 	stats  Stats
-	gone   goneRing // recently lost or forgotten nodes
+	lim    limiter     // gateway-wide counts of the bounds (limits.go)
+	warns  warnLimiter // per-node warnings, rate-limited (logs.go)
+	gone   goneRing    // recently lost or forgotten nodes
 
 	transports []Transport
 	shards     []*shard

@@ -147,6 +147,9 @@ func (g *Gateway) dispatch(from peer, data []byte) {
 			return
 		}
 	case *snpacket.Connect:
+		if !g.allowConnect(from) {
+			return
+		}
 		i := g.shardFor(p.ClientID)
 		g.connects.note(from.key, i) // an AUTH may follow at once
 		g.toShard(i, in)
@@ -296,9 +299,15 @@ func (g *Gateway) publishMinusOne(from peer, p *snpacket.Publish) {
 		return
 	}
 	msg := Message{Topic: topic, Payload: p.Data, QoS: 0, Retain: p.Retain}
+	if !g.holdUplink(qosMinusOneBytes(msg)) {
+		g.stats.QoSMinusOneDrop.Add(1)
+		g.limited(LimitPendingBytes)
+		return
+	}
 	select {
 	case g.qm1 <- msg:
 	default:
+		g.releaseUplink(qosMinusOneBytes(msg))
 		g.stats.QoSMinusOneDrop.Add(1)
 	}
 }
@@ -322,6 +331,7 @@ func (g *Gateway) runQoSMinusOne(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case msg := <-g.qm1:
+			g.releaseUplink(qosMinusOneBytes(msg)) // limits.go
 			if sess != nil {
 				select {
 				case <-sess.Done(): // gave up reconnecting: open anew

@@ -155,6 +155,9 @@ func (s *shard) handle(now time.Time, in inbound) {
 	}
 	sess.received(now, in.size)
 	s.onPacket(now, sess, in.pkt)
+	if sess.amp.held {
+		s.ampResume(now, sess) // the address earned more (amplify.go)
+	}
 	s.schedule(sess)
 }
 

@@ -140,6 +140,9 @@ type Stats struct {
 	// broker (answered with a return code, or dropped at QoS 0 and -1),
 	// by reason.
 	Rejected [rejectReasons]atomic.Uint64
+	// Limited counts requests refused, and messages dropped or held, by a
+	// bound (limits.go, amplify.go), by reason.
+	Limited [limitReasons]atomic.Uint64
 }
 
 // countOut records a datagram sent.

@@ -344,6 +344,9 @@ func TestRobustLargeDownlink(t *testing.T) {
 			sa := n.Subscribe(1, "large/a", sn.QoS1)
 			pub := newBrokerClient(t, tg.Addr(), "pub")
 			pub.publish("large/a", payload, 1)
+			// More than 3 times what the node sent: its address proves
+			// itself first, with a REGISTER of the id (anti-amplification).
+			n.expectRegister(n.Next(), "large/a")
 			raw, err := n.Conn.ReceiveRaw(Wait)
 			if err != nil {
 				t.Fatalf("waiting for the 2 KB PUBLISH: %v", err)

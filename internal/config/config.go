@@ -88,6 +88,14 @@ type File struct {
 		UpstreamWorkers   int `yaml:"upstream_workers"`
 		UDPReadBuffer     int `yaml:"udp_read_buffer"`
 		ReadBatch         int `yaml:"read_batch"`
+		// Bounds under abuse (issue 14).
+		MaxPendingPerNode int     `yaml:"max_pending_per_node"`
+		MaxPendingBytes   int64   `yaml:"max_pending_bytes"`
+		MaxTopicBytes     int     `yaml:"max_topic_bytes"`
+		MaxSubscriptions  int     `yaml:"max_subscriptions"`
+		MaxConnecting     int     `yaml:"max_connecting"`
+		MaxSessions       int     `yaml:"max_sessions"`
+		ConnectRatePerIP  float64 `yaml:"connect_rate_per_ip"`
 	} `yaml:"limits"`
 	Log struct {
 		Level  string `yaml:"level"`
@@ -416,6 +424,13 @@ func (c *File) Gateway() gateway.Config {
 		UpstreamWorkers:        c.Limits.UpstreamWorkers,
 		UDPReadBuffer:          c.Limits.UDPReadBuffer,
 		ReadBatch:              c.Limits.ReadBatch,
+		MaxPendingPerNode:      c.Limits.MaxPendingPerNode,
+		MaxPendingBytes:        c.Limits.MaxPendingBytes,
+		MaxTopicBytes:          c.Limits.MaxTopicBytes,
+		MaxSubscriptions:       c.Limits.MaxSubscriptions,
+		MaxConnecting:          c.Limits.MaxConnecting,
+		MaxSessions:            c.Limits.MaxSessions,
+		ConnectRatePerIP:       c.Limits.ConnectRatePerIP,
 		SessionExpiry:          c.Broker.SessionExpiry,
 		Listen:                 c.Listen.UDP,
 		DisableIdentityBinding: !c.bindIdentity(),

@@ -146,6 +146,14 @@ func TestErrorsNameTheKey(t *testing.T) {
 		{"broker:\n  url: mqtt://x\n  reconnect_rate: -5\n", "broker.reconnect_rate"},
 		{"broker:\n  reconnect_rate: .nan\n", "broker.reconnect_rate"},
 		{"broker:\n  url: mqtt://x\n  max_qos: 3\n", "broker.max_qos"},
+		{"limits:\n  max_pending_per_node: -1\n", "limits.max_pending_per_node"},
+		{"limits:\n  max_pending_bytes: -1\n", "limits.max_pending_bytes"},
+		{"limits:\n  max_topic_bytes: -1\n", "limits.max_topic_bytes"},
+		{"limits:\n  max_subscriptions: -1\n", "limits.max_subscriptions"},
+		{"limits:\n  max_connecting: -1\n", "limits.max_connecting"},
+		{"limits:\n  max_sessions: -1\n", "limits.max_sessions"},
+		{"limits:\n  connect_rate_per_ip: -2\n", "limits.connect_rate_per_ip"},
+		{"limits:\n  max_pending_per_nod: 1\n", `did you mean "max_pending_per_node"?`},
 	} {
 		_, err := Parse(strings.NewReader(c.yaml))
 		if err == nil || !strings.Contains(err.Error(), c.want) {
