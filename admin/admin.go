@@ -57,6 +57,17 @@ type UpstreamStats struct {
 	Lost            uint64 // connections lost or closed by the broker
 }
 
+// AggregateStats are aggregating mode's gauges and counters
+// (aggregate.Stats converts directly).
+type AggregateStats struct {
+	Connections, ConnectionsUp int    // shared connections, and those open
+	Filters                    int    // filters subscribed at the broker
+	Nodes, Parked              int    // node sessions, and those disconnected but kept
+	Delivered                  uint64 // messages handed to nodes
+	Unrouted                   uint64 // messages for no held filter
+	ParkedDropped              uint64 // messages dropped from a full parked session
+}
+
 // DTLSStats are a DTLS listener's handshake counters.
 type DTLSStats struct {
 	HandshakesOK        uint64
@@ -118,6 +129,9 @@ type Config struct {
 	SampleInterval time.Duration
 	// Upstream, if set, reports the broker connections' counters.
 	Upstream func() UpstreamStats
+	// Aggregate, if set (broker.mode: aggregating), reports the shared
+	// connections' gauges and counters.
+	Aggregate func() AggregateStats
 	// DTLS, if set, reports the DTLS listener's handshake counters.
 	DTLS func() DTLSStats
 	// Pprof serves the Go profiler (net/http/pprof) at /debug/pprof/.

@@ -28,6 +28,7 @@ var qosLabels = [...]string{"-1", "0", "1", "2"} //nolint:gochecknoglobals // co
 type collector struct {
 	src      Source
 	upstream func() UpstreamStats
+	agg      func() AggregateStats
 	dtls     func() DTLSStats
 	timeout  time.Duration
 	log      *zap.Logger
@@ -39,17 +40,25 @@ type collector struct {
 	ready, nodes, bufMsgs, bufBytes, inflight                        *prometheus.Desc
 	connects, closes, lost, wakes                                    *prometheus.Desc
 	rawDatagrams, rawBytes, datagrams, datagramBytes, writeErrors    *prometheus.Desc
+	readBatches                                                      *prometheus.Desc
 	publishes, retransmits, returnCodes, dropped, malformed          *prometheus.Desc
-	upFailures, upClosed, rejected                                   *prometheus.Desc
+	upFailures, upClosed, rejected, limited                          *prometheus.Desc
 	upConnected, upConnects, upConnectFailures, upReconnects, upLost *prometheus.Desc
 	dtlsHandshakes, dtlsHandshaking, dtlsEstablished                 *prometheus.Desc
+	aggConns, aggFilters, aggNodes, aggMessages                      *prometheus.Desc
 }
 
 func newCollector(src Source, cfg Config, log *zap.Logger) *collector {
 	d := func(name, help string, labels ...string) *prometheus.Desc {
 		return prometheus.NewDesc("mqttsn_"+name, help, labels, nil)
 	}
-	c := &collector{src: src, upstream: cfg.Upstream, dtls: cfg.DTLS, timeout: cfg.CheckTimeout, log: log}
+	c := &collector{src: src, upstream: cfg.Upstream, agg: cfg.Aggregate, dtls: cfg.DTLS, timeout: cfg.CheckTimeout, log: log}
+	if c.agg != nil {
+		c.aggConns = d("aggregate_connections", "Aggregating mode: shared broker connections, by state (open, down).", "state")
+		c.aggFilters = d("aggregate_filters", "Aggregating mode: filters subscribed at the broker on behalf of the nodes.")
+		c.aggNodes = d("aggregate_sessions", "Aggregating mode: node sessions, by state (attached, parked: disconnected CleanSession=0 kept).", "state")
+		c.aggMessages = d("aggregate_messages_total", "Aggregating mode: broker messages by outcome (delivered to a node, unrouted: for no held filter, parked_dropped: a full parked session's oldest).", "outcome")
+	}
 	for t := range 256 {
 		if mt := snpacket.MsgType(t); !strings.HasPrefix(mt.String(), "UNKNOWN") {
 			c.types = append(c.types, mt)
@@ -68,6 +77,7 @@ func newCollector(src Source, cfg Config, log *zap.Logger) *collector {
 	c.lost = d("lost_total", "Nodes declared lost (keep-alive, sleep duration or retries exhausted).")
 	c.wakes = d("wake_cycles_total", "Wake-ups of sleeping nodes (PINGREQ with ClientId).")
 	c.rawDatagrams = d("received_datagrams_total", "Datagrams read from the transports, malformed ones included.")
+	c.readBatches = d("udp_read_batches_total", "Batched reads (recvmmsg) from the UDP listeners; received datagrams over this is datagrams per system call.")
 	c.rawBytes = d("received_bytes_total", "Bytes read from the transports, malformed datagrams included.")
 	c.datagrams = d("datagrams_total", "Datagrams decoded (in) and sent (out), by message type.", "direction", "type")
 	c.datagramBytes = d("datagram_bytes_total", "Bytes of datagrams decoded (in) and sent (out), by message type.", "direction", "type")
@@ -78,6 +88,7 @@ func newCollector(src Source, cfg Config, log *zap.Logger) *collector {
 	c.dropped = d("dropped_total", "Datagrams and messages dropped, by reason.", "reason")
 	c.malformed = d("malformed_total", "Datagrams dropped as malformed, by error.", "kind")
 	c.rejected = d("rejected_total", "Node messages refused before they reached the broker (a topic MQTT forbids, a reserved flag value), by reason.", "reason")
+	c.limited = d("limited_total", "Requests refused (answered with congestion or not supported), and messages dropped or held, by a limit (limits.*, anti-amplification), by reason.", "reason")
 	c.upFailures = d("upstream_publish_failures_total", "Node messages the broker refused or that failed upstream.")
 	c.upClosed = d("upstream_sessions_closed_total", "Upstream sessions the gateway closed.")
 	if c.upstream != nil {
@@ -99,15 +110,18 @@ func (c *collector) descs() []*prometheus.Desc {
 	ds := []*prometheus.Desc{
 		c.buildInfo, c.ready, c.nodes, c.bufMsgs, c.bufBytes, c.inflight,
 		c.connects, c.closes, c.lost, c.wakes,
-		c.rawDatagrams, c.rawBytes, c.datagrams, c.datagramBytes, c.writeErrors,
+		c.rawDatagrams, c.rawBytes, c.datagrams, c.datagramBytes, c.writeErrors, c.readBatches,
 		c.publishes, c.retransmits, c.returnCodes, c.dropped, c.malformed,
-		c.upFailures, c.upClosed, c.rejected,
+		c.upFailures, c.upClosed, c.rejected, c.limited,
 	}
 	if c.upstream != nil {
 		ds = append(ds, c.upConnected, c.upConnects, c.upConnectFailures, c.upReconnects, c.upLost)
 	}
 	if c.dtls != nil {
 		ds = append(ds, c.dtlsHandshakes, c.dtlsHandshaking, c.dtlsEstablished)
+	}
+	if c.agg != nil {
+		ds = append(ds, c.aggConns, c.aggFilters, c.aggNodes, c.aggMessages)
 	}
 	return ds
 }
@@ -148,6 +162,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.wakes, st.WakeCycles.Load())
 
 	counter(c.rawDatagrams, st.DatagramsIn.Load())
+	counter(c.readBatches, st.ReadBatches.Load())
 	counter(c.rawBytes, st.BytesIn.Load())
 	for _, t := range c.types {
 		name := t.String()
@@ -193,6 +208,10 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.rejected, st.Rejected[r].Load(), r.String())
 	}
 
+	for _, r := range gateway.LimitReasons() {
+		counter(c.limited, st.Limited[r].Load(), r.String())
+	}
+
 	counter(c.upFailures, st.UpstreamFailures.Load())
 	counter(c.upClosed, st.UpstreamClosed.Load())
 	if c.upstream != nil {
@@ -202,6 +221,17 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.upConnectFailures, u.ConnectFailures)
 		counter(c.upReconnects, u.Reconnects)
 		counter(c.upLost, u.Lost)
+	}
+	if c.agg != nil {
+		a := c.agg()
+		gauge(c.aggConns, float64(a.ConnectionsUp), "open")
+		gauge(c.aggConns, float64(a.Connections-a.ConnectionsUp), "down")
+		gauge(c.aggFilters, float64(a.Filters))
+		gauge(c.aggNodes, float64(a.Nodes-a.Parked), "attached")
+		gauge(c.aggNodes, float64(a.Parked), "parked")
+		counter(c.aggMessages, a.Delivered, "delivered")
+		counter(c.aggMessages, a.Unrouted, "unrouted")
+		counter(c.aggMessages, a.ParkedDropped, "parked_dropped")
 	}
 	if c.dtls != nil {
 		d := c.dtls()

@@ -94,6 +94,9 @@ func TestMetrics(t *testing.T) {
 	cfg := Config{
 		Upstream: func() UpstreamStats { return UpstreamStats{Connected: 2, Reconnects: 1, ConnectFailures: 4} },
 		DTLS:     func() DTLSStats { return DTLSStats{HandshakesOK: 8, HandshakesFailed: 1, Established: 8} },
+		Aggregate: func() AggregateStats {
+			return AggregateStats{Connections: 5, ConnectionsUp: 4, Filters: 3, Nodes: 10, Parked: 2, Delivered: 99, ParkedDropped: 1}
+		},
 	}
 	_, base := start(t, cfg, src)
 	fams := scrape(t, base)
@@ -133,6 +136,13 @@ func TestMetrics(t *testing.T) {
 		{"mqttsn_rejected_total", []string{"reason", "reserved_qos"}, 0},
 		{"mqttsn_dropped_total", []string{"reason", "buffer_unacked"}, 2},
 		{"mqttsn_upstream_connected_sessions", nil, 2},
+		{"mqttsn_aggregate_connections", []string{"state", "open"}, 4},
+		{"mqttsn_aggregate_connections", []string{"state", "down"}, 1},
+		{"mqttsn_aggregate_filters", nil, 3},
+		{"mqttsn_aggregate_sessions", []string{"state", "attached"}, 8},
+		{"mqttsn_aggregate_sessions", []string{"state", "parked"}, 2},
+		{"mqttsn_aggregate_messages_total", []string{"outcome", "delivered"}, 99},
+		{"mqttsn_aggregate_messages_total", []string{"outcome", "parked_dropped"}, 1},
 		{"mqttsn_upstream_reconnects_total", nil, 1},
 		{"mqttsn_upstream_connect_failures_total", nil, 4},
 		{"mqttsn_dtls_handshakes_total", []string{"result", "ok"}, 8},

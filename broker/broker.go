@@ -1,11 +1,16 @@
 // Package broker runs the embedded MQTT broker (mochi-mqtt v2) used when no
 // broker URL is configured, and in tests. It speaks MQTT 5, 3.1.1 and 3.1
-// on one TCP listener and allows every client.
+// and allows every client. It serves two listeners: a TCP one, for outside
+// MQTT clients (mosquitto_sub, tests' watchers), and an in-process one
+// (Dial), through which the gateway's own sessions reach it without a
+// socket or file descriptor each.
 package broker
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"net"
 	"sync"
 	"time"
 
@@ -18,6 +23,7 @@ import (
 type Broker struct {
 	srv  *mqtt.Server
 	addr string
+	mem  *memListener
 
 	mu     sync.Mutex
 	nextID int // inline subscription identifiers
@@ -43,12 +49,31 @@ func Start(addr string, log *zap.Logger) (*Broker, error) {
 		_ = srv.Close()
 		return nil, fmt.Errorf("broker: listen %s: %w", addr, err)
 	}
+	mem := newMemListener("in-process")
+	if err := srv.AddListener(mem); err != nil {
+		_ = srv.Close()
+		return nil, fmt.Errorf("broker: %w", err)
+	}
 	if err := srv.Serve(); err != nil { // starts goroutines and returns
 		_ = srv.Close()
 		return nil, fmt.Errorf("broker: %w", err)
 	}
-	return &Broker{srv: srv, addr: tcp.Address()}, nil
+	return &Broker{srv: srv, addr: tcp.Address(), mem: mem}, nil
 }
+
+// Dial opens an in-process connection to the broker: a net.Conn over
+// memory (internal/memconn), served by the broker exactly like a TCP
+// connection, without a socket. It is upstream.Config.Dial for the
+// gateway's sessions. After Close it fails with a refused connection
+// (syscall.ECONNREFUSED), and Close ends the connections it made (the
+// client reads EOF).
+func (b *Broker) Dial(ctx context.Context) (net.Conn, error) {
+	return b.mem.Dial(ctx)
+}
+
+// InProcessConns returns the number of in-process connections (Dial's)
+// the broker serves now.
+func (b *Broker) InProcessConns() int { return b.mem.open() }
 
 // Addr returns the bound host:port.
 func (b *Broker) Addr() string { return b.addr }

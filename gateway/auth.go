@@ -74,14 +74,14 @@ func (s *shard) awaitAuth(now time.Time, sess *session, will bool) bool {
 func (s *shard) onAuth(now time.Time, sess *session, a *snpacket.Auth) {
 	switch {
 	case sess.phase == phaseAuth && a == nil:
-		sess.log.Warn("CONNECT refused: AUTH required (node_auth.required), got another message first")
+		s.g.warn(sess.log, "CONNECT refused: AUTH required (node_auth.required), got another message first")
 		s.refuseConnect(sess, snpacket.RejectedNotSupported)
 	case sess.phase == phaseAuth:
 		user, pass, err := a.Plain()
 		if err != nil {
 			// Nothing reached the broker: the upstream session is opened
 			// only once the node's credentials are known.
-			sess.log.Warn("CONNECT refused: malformed AUTH", zap.Error(err))
+			s.g.warn(sess.log, "CONNECT refused: malformed AUTH", zap.Error(err))
 			s.refuseConnect(sess, snpacket.RejectedNotSupported)
 			return
 		}
@@ -97,12 +97,12 @@ func (s *shard) onAuth(now time.Time, sess *session, a *snpacket.Auth) {
 	case !s.g.cfg.RequireAuth && sess.phase != phaseNone:
 		// The node wants to log in as itself and this gateway would log
 		// it in with its own credentials: refuse rather than pretend.
-		sess.log.Warn("CONNECT refused: AUTH sent, but this gateway does not take node credentials (node_auth.required is off)")
+		s.g.warn(sess.log, "CONNECT refused: AUTH sent, but this gateway does not take node credentials (node_auth.required is off)")
 		s.refuseConnect(sess, snpacket.RejectedNotSupported)
 	case !s.g.cfg.RequireAuth && (sess.state == sleepmgr.Active || sess.state == sleepmgr.Awake || sess.state == sleepmgr.Asleep):
 		// Its CONNACK went out before the AUTH behind its CONNECT was
 		// read: disconnect it before anything of its reaches the broker.
-		sess.log.Warn("disconnected: AUTH sent, but this gateway does not take node credentials (node_auth.required is off)")
+		s.g.warn(sess.log, "disconnected: AUTH sent, but this gateway does not take node credentials (node_auth.required is off)")
 		s.send(sess, &snpacket.Disconnect{})
 		s.g.stats.Closes[CloseConnectAborted].Add(1)
 		sess.transition(sleepmgr.EvDisconnect)

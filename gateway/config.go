@@ -78,6 +78,10 @@ type Config struct {
 	// before the gateway sees them. Linux caps it at net.core.rmem_max.
 	// Default 4 MiB.
 	UDPReadBuffer int
+	// ReadBatch is the most datagrams read from a UDP listener with one
+	// system call (recvmmsg on Linux; elsewhere one at a time). 1 reads
+	// one at a time everywhere. Default 32.
+	ReadBatch int
 	// MaxClientIDLen is the longest ClientId accepted (the spec says 23;
 	// many nodes use longer ones). Default 64.
 	MaxClientIDLen int
@@ -103,6 +107,36 @@ type Config struct {
 	// UpstreamTimeout bounds each upstream operation made for a node
 	// (connect, publish, subscribe). Default 30s.
 	UpstreamTimeout time.Duration
+
+	// Bounds under abuse (limits.go, amplify.go; README "Limits").
+
+	// MaxPendingPerNode bounds one node's upstream operations waiting
+	// (publishes, subscribes, its connect); beyond it a QoS 1/2 PUBLISH
+	// gets PUBACK congestion, a SUBSCRIBE SUBACK congestion, a CONNECT
+	// CONNACK congestion, and a QoS 0 PUBLISH is dropped; each is counted.
+	// Default 64.
+	MaxPendingPerNode int
+	// MaxPendingBytes bounds the topic and payload bytes held for the
+	// uplink by all nodes together (their waiting operations and the QoS -1
+	// queue), answered as MaxPendingPerNode. Default 64 MiB.
+	MaxPendingBytes int64
+	// MaxTopicBytes bounds the bytes of the topic names one node has
+	// registered (both ways) plus those of its other subscription filters.
+	// Default 64 KiB.
+	MaxTopicBytes int
+	// MaxSubscriptions bounds one node's subscriptions. Default 100.
+	MaxSubscriptions int
+	// MaxConnecting bounds the upstream connects in progress for the whole
+	// gateway; a CONNECT beyond it gets CONNACK congestion. Default 256.
+	MaxConnecting int
+	// MaxSessions bounds the sessions (ClientIds) the gateway keeps; a new
+	// ClientId beyond it gets CONNACK congestion. Zero: no limit.
+	MaxSessions int
+	// ConnectRatePerIP bounds the CONNECTs per second from one source IP
+	// address (with a burst of as many); the excess gets CONNACK
+	// congestion. Zero: off (many nodes may share an address behind a
+	// border router or NAT64).
+	ConnectRatePerIP float64
 }
 
 // Defaults of Config.
@@ -120,6 +154,12 @@ const (
 	DefaultAdvertiseInterval = 15 * time.Minute
 	DefaultUpstreamWorkers   = 32
 	DefaultUDPReadBuffer     = 4 << 20
+	DefaultReadBatch         = 32
+	DefaultMaxPendingPerNode = 64
+	DefaultMaxPendingBytes   = 64 << 20
+	DefaultMaxTopicBytes     = 64 << 10
+	DefaultMaxSubscriptions  = 100
+	DefaultMaxConnecting     = 256
 )
 
 func (c *Config) setDefaults() {
@@ -159,12 +199,16 @@ func (c *Config) setDefaults() {
 	if c.UDPReadBuffer == 0 {
 		c.UDPReadBuffer = DefaultUDPReadBuffer
 	}
+	if c.ReadBatch == 0 {
+		c.ReadBatch = DefaultReadBatch
+	}
 	if c.UpstreamWorkers == 0 {
 		c.UpstreamWorkers = DefaultUpstreamWorkers
 	}
 	if c.AdvertiseInterval == 0 {
 		c.AdvertiseInterval = DefaultAdvertiseInterval
 	}
+	c.setLimitDefaults()
 }
 
 // WithDefaults returns c with every zero field set to its default.
@@ -239,6 +283,8 @@ func (c *Config) validate() error {
 		return errors.New("gateway: sleep.max_buffered_bytes must be positive")
 	case c.SessionExpiry < 0:
 		return errors.New("gateway: session expiry must be positive")
+	case c.ReadBatch < 0 || c.ReadBatch > 1024:
+		return errors.New("gateway: limits.read_batch must be between 1 and 1024 (datagrams per read)")
 	case c.UDPReadBuffer < 0:
 		return errors.New("gateway: limits.udp_read_buffer must be positive (bytes, e.g. 4194304)")
 	case c.UpstreamWorkers < 0 || c.UpstreamWorkers > 100000:
@@ -246,7 +292,7 @@ func (c *Config) validate() error {
 	case c.UpstreamTimeout < 0:
 		return errors.New("gateway: upstream timeout must be positive")
 	}
-	return nil
+	return c.validateLimits()
 }
 
 // Option configures what is injected into a Gateway rather than configured.

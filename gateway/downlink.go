@@ -107,27 +107,11 @@ func (s *shard) onDeliver(now time.Time, sess *session, gen uint64, m Message, a
 	}
 	it := sleepmgr.Item{Topic: m.Topic, Payload: m.Payload, QoS: int8(qos), Retain: m.Retain}
 	s.tagItem(sess, &it, ack)
-	drops := sess.queue.Push(it)
-	if len(drops) > 0 {
-		s.g.stats.BufferDropped.Add(uint64(len(drops)))
-		for _, d := range drops {
-			s.forgetItem(sess, d.Item)
-			switch d.Reason {
-			case sleepmgr.DropQoS0Overflow:
-				s.g.stats.BufferDroppedQoS0.Add(1)
-			case sleepmgr.DropOverflow:
-				s.g.stats.BufferDroppedOverflow.Add(1)
-			case sleepmgr.DropBudget:
-				s.g.stats.BufferDroppedBudget.Add(1)
-			}
-		}
-		if !sess.dropsLogged {
-			sess.dropsLogged = true
-			sess.log.Warn("buffer full: messages dropped", zap.Int("dropped", len(drops)),
-				zap.Stringer("reason", drops[0].Reason), zap.Int("queued", sess.queue.Len()))
-		}
-	}
+	s.countDrops(sess, sess.queue.Push(it))
 	s.pump(now, sess)
+	if s.g.budget.Over() {
+		s.rebalance(now) // the largest holder pays, not this node (budget.go)
+	}
 	s.schedule(sess)
 }
 
@@ -155,6 +139,9 @@ func (s *shard) deliveryQoS(sess *session, m Message) (snpacket.QoS, bool) {
 func (s *shard) pump(now time.Time, sess *session) {
 	for sess.inflight == nil && sess.subWait == 0 && sess.upWait == 0 && sess.phase == phaseNone &&
 		(sess.state == sleepmgr.Active || sess.state == sleepmgr.Awake) {
+		if !s.ampNext(sess) {
+			break // held until the address earns it (amplify.go)
+		}
 		it, ok := sess.queue.Pop()
 		if !ok {
 			break
@@ -200,10 +187,15 @@ func (s *shard) topicFor(sess *session, out *outbound) bool {
 			return true
 		}
 	}
+	if s.topicRoom(sess, topic) != snpacket.Accepted {
+		s.g.stats.BufferDropped.Add(1)
+		sess.log.Debug("downlink topic over limits.max_topic_bytes: dropped", zap.Int("topic_len", len(topic)))
+		return false
+	}
 	id, acked, err := sess.topics.Assign(topic)
 	if err != nil {
 		s.g.stats.BufferDropped.Add(1)
-		sess.log.Warn("no topic id left for downlink message: dropped", zap.String("topic", topic), zap.Error(err))
+		s.g.warn(sess.log, "no topic id left for downlink message: dropped", zap.String("topic", topic), zap.Error(err))
 		return false
 	}
 	out.idType, out.topicID = snpacket.TopicNormal, id
@@ -213,14 +205,6 @@ func (s *shard) topicFor(sess *session, out *outbound) bool {
 		out.stage = stageRegister
 	}
 	return true
-}
-
-func (sess *session) newMsgID() uint16 {
-	sess.nextMsgID++
-	if sess.nextMsgID == 0 {
-		sess.nextMsgID = 1
-	}
-	return sess.nextMsgID
 }
 
 func (s *shard) sendPublish(sess *session, out *outbound, dup bool) bool {
@@ -254,6 +238,9 @@ func (s *shard) sendPublish(sess *session, out *outbound, dup bool) bool {
 func (s *shard) sendInflight(now time.Time, sess *session, dup bool) {
 	out := sess.inflight
 	out.retryAt = now.Add(s.g.cfg.retryDelay(out.retries))
+	if !s.ampInflight(sess) {
+		return // held until the address earns it (amplify.go)
+	}
 	if out.stage != stagePublish { // sendPublish counts its own
 		sess.traffic.DownlinkDatagrams[qi(snpacket.QoS(out.item.QoS))]++
 	}
@@ -279,6 +266,9 @@ func (s *shard) sendInflight(now time.Time, sess *session, dup bool) {
 }
 
 func (s *shard) retransmit(now time.Time, sess *session) {
+	if s.ampDeferRetry(now, sess) {
+		return
+	}
 	sess.inflight.retries++
 	sess.traffic.Retransmissions++
 	s.g.stats.Retransmits.Add(1)
@@ -302,6 +292,7 @@ func (s *shard) finishInflight(now time.Time, sess *session, delivered bool) {
 // acked accounts the node's answer to the in-flight message, and
 // remembers the largest datagram the node has shown it can take.
 func (sess *session) acked() {
+	sess.proveAddress() // it answered a random MsgId (amplify.go)
 	sess.traffic.DownlinkDatagrams[qi(snpacket.QoS(sess.inflight.item.QoS))]++
 	if n := sess.inflight.size(); n > sess.maxAcked {
 		sess.maxAcked = n

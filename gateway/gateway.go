@@ -70,7 +70,9 @@ type Gateway struct {
 	dests  []destination // ADVERTISE destinations
 	budget *sleepmgr.Budget
 	stats  Stats
-	gone   goneRing // recently lost or forgotten nodes
+	lim    limiter     // gateway-wide counts of the bounds (limits.go)
+	warns  warnLimiter // per-node warnings, rate-limited (logs.go)
+	gone   goneRing    // recently lost or forgotten nodes
 
 	store   store.Store // durable sessions (persist.go); store.Nop: none
 	durable bool        // store is not store.Nop
@@ -86,6 +88,10 @@ type Gateway struct {
 	connects connectRoutes
 
 	qm1 chan Message // QoS -1 publishes for the gateway's own connection
+
+	// evictLog rate-limits the warnings for messages dropped for the
+	// sleep-buffer budget (budget.go).
+	evictLog evictLog
 
 	mu       sync.Mutex
 	serving  bool

@@ -33,7 +33,7 @@ func (s *shard) onEnded(now time.Time, sess *session, seq uint64, err error) {
 	if errors.Is(err, ErrTakenOver) {
 		sess.log.Info("node moved to another connection", zap.Stringer("state", sess.state), zap.Error(err))
 	} else {
-		sess.log.Warn("upstream session ended", zap.Stringer("state", sess.state), zap.Error(err))
+		s.g.warn(sess.log, "upstream session ended", zap.Stringer("state", sess.state), zap.Error(err))
 	}
 	if sess.phase != phaseNone {
 		// The node is connecting here again right now (a will handshake):

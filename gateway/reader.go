@@ -5,8 +5,11 @@ import (
 	"errors"
 	"net"
 	"strconv"
+	"time"
 
 	"go.uber.org/zap"
+	"golang.org/x/net/ipv4"
+	"golang.org/x/net/ipv6"
 
 	"github.com/mqttsn-gateway/mqttsn-gateway/snpacket"
 	"github.com/mqttsn-gateway/mqttsn-gateway/topicreg"
@@ -20,37 +23,82 @@ type inbound struct {
 }
 
 // readLoop reads datagrams from one transport until ctx ends, decodes them
-// and hands each to its shard without ever blocking on one.
+// and hands each to its shard without ever blocking on one. A UDP socket
+// is read in batches (recvmmsg where the OS has it).
 func (g *Gateway) readLoop(ctx context.Context, tr int, t Transport) {
+	if uc, ok := t.(*net.UDPConn); ok && g.cfg.ReadBatch > 1 {
+		g.readBatches(ctx, tr, uc)
+		return
+	}
 	buf := make([]byte, 65536)
 	for {
 		n, addr, err := t.ReadFrom(buf)
 		if err != nil {
-			if ctx.Err() != nil || g.drain.stopReading.Load() {
+			if g.readFailed(ctx, err) {
 				return
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
-			}
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			g.log.Warn("read failed", zap.Error(err))
 			continue
 		}
-		g.stats.DatagramsIn.Add(1)
-		g.stats.BytesIn.Add(uint64(n))
-		key, ok := keyOf(tr, addr)
-		if !ok {
-			g.malformed(MalformedOther)
-			continue
-		}
-		// Decoded byte fields alias the buffer: give each datagram its own.
-		data := make([]byte, n)
-		copy(data, buf[:n])
-		g.dispatch(peer{key: key, addr: addr}, data)
+		g.received(tr, addr, buf[:n])
 	}
+}
+
+// readBatches is readLoop for a UDP socket: up to Config.ReadBatch
+// datagrams per system call.
+func (g *Gateway) readBatches(ctx context.Context, tr int, uc *net.UDPConn) {
+	var readBatch func([]ipv4.Message, int) (int, error)
+	if a, ok := uc.LocalAddr().(*net.UDPAddr); ok && a.IP.To4() == nil {
+		readBatch = ipv6.NewPacketConn(uc).ReadBatch // also serves a dual-stack socket's IPv4 peers
+	} else {
+		readBatch = ipv4.NewPacketConn(uc).ReadBatch
+	}
+	msgs := make([]ipv4.Message, g.cfg.ReadBatch)
+	for i := range msgs {
+		msgs[i].Buffers = [][]byte{make([]byte, 65536)}
+	}
+	for {
+		n, err := readBatch(msgs, 0)
+		if err != nil {
+			if g.readFailed(ctx, err) {
+				return
+			}
+			continue
+		}
+		g.stats.ReadBatches.Add(1)
+		for i := range msgs[:n] {
+			m := &msgs[i]
+			g.received(tr, m.Addr, m.Buffers[0][:m.N])
+		}
+	}
+}
+
+// readFailed handles a read error and reports whether the loop ends.
+func (g *Gateway) readFailed(ctx context.Context, err error) bool {
+	if ctx.Err() != nil || g.drain.stopReading.Load() {
+		return true // stopped, or draining (shutdown.go)
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return false
+	}
+	if errors.Is(err, net.ErrClosed) {
+		return true
+	}
+	g.log.Warn("read failed", zap.Error(err))
+	return false
+}
+
+// received counts one datagram and dispatches a copy of it.
+func (g *Gateway) received(tr int, addr net.Addr, b []byte) {
+	g.stats.DatagramsIn.Add(1)
+	g.stats.BytesIn.Add(uint64(len(b)))
+	key, ok := keyOf(tr, addr)
+	if !ok {
+		g.malformed(MalformedOther)
+		return
+	}
+	// Decoded byte fields alias the buffer: give each datagram its own.
+	g.dispatch(peer{key: key, addr: addr}, append([]byte(nil), b...))
 }
 
 // dispatch decodes one datagram and routes it.
@@ -99,6 +147,9 @@ func (g *Gateway) dispatch(from peer, data []byte) {
 			return
 		}
 	case *snpacket.Connect:
+		if !g.allowConnect(from) {
+			return
+		}
 		i := g.shardFor(p.ClientID)
 		g.connects.note(from.key, i) // an AUTH may follow at once
 		g.toShard(i, in)
@@ -248,18 +299,26 @@ func (g *Gateway) publishMinusOne(from peer, p *snpacket.Publish) {
 		return
 	}
 	msg := Message{Topic: topic, Payload: p.Data, QoS: 0, Retain: p.Retain}
+	if !g.holdUplink(qosMinusOneBytes(msg)) {
+		g.stats.QoSMinusOneDrop.Add(1)
+		g.limited(LimitPendingBytes)
+		return
+	}
 	select {
 	case g.qm1 <- msg:
 	default:
+		g.releaseUplink(qosMinusOneBytes(msg))
 		g.stats.QoSMinusOneDrop.Add(1)
 	}
 }
 
 // runQoSMinusOne owns the gateway's dedicated upstream connection for QoS -1
-// traffic. It connects lazily and reconnects on the next message after a
-// failure.
+// traffic. It connects lazily; after a failure it opens again on the first
+// message after the reconnect backoff and a slot on the limiter, and logs
+// the outage once (qm1link.go).
 func (g *Gateway) runQoSMinusOne(ctx context.Context) {
 	var sess Session
+	link := newQM1Link(g.log, g.up)
 	defer func() {
 		if sess != nil {
 			cctx, cancel := context.WithTimeout(context.Background(), 2*g.cfg.RetryInterval)
@@ -272,13 +331,29 @@ func (g *Gateway) runQoSMinusOne(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case msg := <-g.qm1:
+			g.releaseUplink(qosMinusOneBytes(msg)) // limits.go
+			if sess != nil {
+				select {
+				case <-sess.Done(): // gave up reconnecting: open anew
+					sess = nil
+				default:
+				}
+			}
 			if sess == nil {
+				if !link.mayOpen(time.Now()) {
+					g.stats.QoSMinusOneDrop.Add(1)
+					link.skipped()
+					continue
+				}
 				octx, cancel := context.WithTimeout(ctx, g.cfg.UpstreamTimeout)
 				s, err := g.up.Open(octx, SessionOptions{ClientID: gatewayClientID(g.cfg.GatewayID), CleanStart: true}, func(Message) {})
 				cancel()
 				if err != nil {
+					if ctx.Err() != nil {
+						return
+					}
 					g.stats.QoSMinusOneDrop.Add(1)
-					g.log.Debug("QoS -1 upstream connection failed", zap.Error(err)) // upstream logs it, rate-limited
+					link.failed(time.Now(), err, true)
 					continue
 				}
 				sess = s
@@ -288,9 +363,10 @@ func (g *Gateway) runQoSMinusOne(ctx context.Context) {
 			cancel()
 			if err != nil {
 				g.stats.QoSMinusOneDrop.Add(1)
-				g.log.Debug("QoS -1 publish failed", zap.String("topic", msg.Topic), zap.Error(err))
+				link.failed(time.Now(), err, false) // the session reconnects by itself
 				continue
 			}
+			link.ok(time.Now())
 			g.stats.QoSMinusOneOut.Add(1)
 		}
 	}

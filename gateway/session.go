@@ -87,6 +87,7 @@ type session struct {
 	traffic Traffic // the node's radio cost, for operators
 
 	dur durableState // persistence (persist.go)
+	amp addrProof    // address validation (amplify.go)
 }
 
 type subscription struct {
@@ -96,10 +97,11 @@ type subscription struct {
 }
 
 func (s *shard) newSession(id string, from peer) *session {
-	return &session{
+	s.g.lim.sessions.Add(1) // dropSession gives it back
+	sess := &session{
 		id:      id,
 		shard:   s,
-		log:     s.g.log.With(zap.String("client_id", id)),
+		log:     s.g.log.WithLazy(zap.String("client_id", id)), // lazily: most nodes never log (logs.go)
 		peer:    from,
 		state:   sleepmgr.Disconnected,
 		topics:  topicreg.New(s.g.cfg.MaxTopics),
@@ -107,6 +109,8 @@ func (s *shard) newSession(id string, from peer) *session {
 		queue:   sleepmgr.NewBuffer(s.g.cfg.MaxBuffered, s.g.budget),
 		heapIdx: -1,
 	}
+	sess.queue.SetOwner(sess) // the budget's largest holder is evicted by its shard (budget.go)
+	return sess
 }
 
 // nextDeadline is the earliest of the supervision and retransmission
@@ -178,10 +182,15 @@ func (s *shard) setPeer(sess *session, from peer) {
 		s.g.bind(from.key, s.id)
 		sess.bound = true
 	}
+	s.ampAddress(sess)
 }
 
 func (s *shard) send(sess *session, p snpacket.Packet) {
+	if !s.ampAllow(sess, p) {
+		return // anti-amplification (amplify.go)
+	}
 	if n := s.g.send(sess.peer, p); n > 0 {
+		sess.ampSent(n)
 		sess.traffic.DatagramsOut++
 		sess.traffic.BytesOut += uint64(n)
 	}
@@ -190,6 +199,7 @@ func (s *shard) send(sess *session, p snpacket.Packet) {
 // received accounts a datagram from the node.
 func (sess *session) received(now time.Time, size int) {
 	sess.lastSeen = now
+	sess.amp.in += int64(size)
 	sess.traffic.DatagramsIn++
 	sess.traffic.BytesIn += uint64(size)
 }
@@ -201,7 +211,7 @@ func (s *shard) onConnect(now time.Time, from peer, c *snpacket.Connect, size in
 		return
 	}
 	if !s.g.identityAllowed(from, c.ClientID) {
-		s.log.Warn("CONNECT refused: ClientId is not the peer's authenticated identity",
+		s.g.warn(s.log, "CONNECT refused: ClientId is not the peer's authenticated identity",
 			zap.String("client_id", c.ClientID), zap.Stringer("addr", from.addr))
 		s.g.stats.IdentityRefused.Add(1)
 		s.g.send(from, &snpacket.Connack{ReturnCode: snpacket.RejectedNotSupported})
@@ -215,6 +225,10 @@ func (s *shard) onConnect(now time.Time, from peer, c *snpacket.Connect, size in
 		return
 	}
 	if sess == nil {
+		if !s.g.admitSession() {
+			s.g.send(from, &snpacket.Connack{ReturnCode: snpacket.RejectedCongestion})
+			return
+		}
 		sess = s.newSession(c.ClientID, from)
 		s.sessions[c.ClientID] = sess
 	}
@@ -328,8 +342,13 @@ func (s *shard) finishConnect(now time.Time, sess *session) {
 	sess.superviseAt = time.Time{}
 	s.schedule(sess)
 	if !sess.opening {
+		o := op{kind: opOpen}
+		if !s.admit(sess, &o) {
+			s.refuseConnect(sess, snpacket.RejectedCongestion)
+			return
+		}
 		sess.opening = true
-		s.enqueue(sess, op{kind: opOpen})
+		s.enqueue(sess, o)
 	}
 }
 
@@ -341,7 +360,7 @@ func (s *shard) connected(now time.Time, sess *session) {
 	s.markDirty(sess)
 	s.g.stats.Connects.Add(1)
 	s.send(sess, &snpacket.Connack{ReturnCode: snpacket.Accepted})
-	sess.log.Info("connected", zap.String("transport", transportOf(sess.peer.addr)), zap.Stringer("addr", sess.peer.addr), zap.Bool("clean", sess.clean),
+	sess.log.Debug("connected", zap.String("transport", transportOf(sess.peer.addr)), zap.Stringer("addr", sess.peer.addr), zap.Bool("clean", sess.clean),
 		zap.Duration("keep_alive", sess.keepAlive), zap.Bool("will", sess.will != nil))
 	sess.supervise(now)
 	// What was in flight when the node went away goes out again first,
@@ -435,8 +454,8 @@ func (s *shard) onWake(now time.Time, from peer, clientID string, size int) {
 
 // wakeDone ends an awake period with PINGRESP once nothing is left to send.
 func (s *shard) maybeWakeDone(now time.Time, sess *session) {
-	if sess.state != sleepmgr.Awake || sess.inflight != nil || sess.queue.Len() > 0 {
-		return
+	if sess.state != sleepmgr.Awake || (sess.inflight != nil && !sess.ampBlocked()) || (sess.queue.Len() > 0 && !sess.amp.held) {
+		return // more to send; what an unproven address has not earned waits for the next wake-up
 	}
 	s.send(sess, &snpacket.PingResp{})
 	sess.transition(sleepmgr.EvWakeDone)
@@ -450,7 +469,7 @@ func (s *shard) onDisconnect(now time.Time, sess *session, d *snpacket.Disconnec
 		}
 		sess.sleep = time.Duration(d.Duration) * time.Second
 		s.send(sess, &snpacket.Disconnect{})
-		sess.log.Info("asleep", zap.Duration("duration", sess.sleep))
+		sess.log.Debug("asleep", zap.Duration("duration", sess.sleep))
 		sess.supervise(now)
 		return
 	}
@@ -459,7 +478,7 @@ func (s *shard) onDisconnect(now time.Time, sess *session, d *snpacket.Disconnec
 		return
 	}
 	s.g.stats.Closes[CloseDisconnect].Add(1)
-	sess.log.Info("disconnected", zap.Stringer("reason", CloseDisconnect))
+	sess.log.Debug("disconnected", zap.Stringer("reason", CloseDisconnect))
 	sess.supervise(now)
 	s.closeUpstream(sess, nil)
 	s.unbindSession(sess)
@@ -500,6 +519,7 @@ func (s *shard) dropSession(sess *session) {
 	}
 	if s.sessions[sess.id] == sess {
 		delete(s.sessions, sess.id)
+		s.g.lim.sessions.Add(-1)
 		s.noteForgotten(sess)
 		s.forgetNode(sess)
 	}

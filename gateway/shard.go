@@ -26,6 +26,10 @@ type shard struct {
 	work    chan opTask
 	idle    int
 	backlog []opTask
+	// evict asks the shard to give bytes back to the sleep-buffer budget
+	// from its largest holder (budget.go); one pending request stands for
+	// any number.
+	evict chan struct{}
 
 	sessions map[string]*session
 	byPeer   map[peerKey]*session
@@ -46,6 +50,7 @@ func newShard(g *Gateway, id int) *shard {
 		inbox:    make(chan inbound, g.cfg.InboxSize),
 		events:   make(chan func(time.Time), 64),
 		work:     make(chan opTask, g.cfg.UpstreamWorkers),
+		evict:    make(chan struct{}, 1),
 		sessions: make(map[string]*session),
 		byPeer:   make(map[peerKey]*session),
 		st:       newShardStore(g.store),
@@ -78,6 +83,8 @@ func (s *shard) run(ctx context.Context) {
 			s.handle(time.Now(), in)
 		case fn := <-s.events:
 			fn(time.Now())
+		case <-s.evict:
+			s.rebalance(time.Now())
 		case <-s.timer.C:
 			s.armedAt = time.Time{}
 			s.expire(time.Now())
@@ -155,6 +162,9 @@ func (s *shard) handle(now time.Time, in inbound) {
 	sess.received(now, in.size)
 	s.onPacket(now, sess, in.pkt)
 	s.persistAfter(sess, in.pkt)
+	if sess.amp.held {
+		s.ampResume(now, sess) // the address earned more (amplify.go)
+	}
 	s.schedule(sess)
 }
 

@@ -94,6 +94,7 @@ func malformedKind(err error) MalformedKind {
 // is QoS -1).
 type Stats struct {
 	DatagramsIn     atomic.Uint64
+	ReadBatches     atomic.Uint64 // batched reads from UDP listeners (DatagramsIn / ReadBatches: datagrams per system call)
 	DatagramsOut    atomic.Uint64
 	BytesIn         atomic.Uint64
 	BytesOut        atomic.Uint64
@@ -140,6 +141,9 @@ type Stats struct {
 	// broker (answered with a return code, or dropped at QoS 0 and -1),
 	// by reason.
 	Rejected [rejectReasons]atomic.Uint64
+	// Limited counts requests refused, and messages dropped or held, by a
+	// bound (limits.go, amplify.go), by reason.
+	Limited [limitReasons]atomic.Uint64
 }
 
 // countOut records a datagram sent.

@@ -37,6 +37,8 @@ type op struct {
 	hasWill bool         // opClose
 	gen     uint64       // the session generation it was asked in
 	resub   bool         // opSubscribe: the node was already subscribed
+	held    int64        // bytes charged against limits.max_pending_bytes (admit)
+	slot    bool         // opOpen: holds a limits.max_connecting slot (admit)
 }
 
 // opResult is what an operation produced.
@@ -153,7 +155,7 @@ func (s *shard) runOp(ctx context.Context, t opTask) opResult {
 		if up != nil {
 			if o.hasWill {
 				if err := up.Publish(octx, o.msg); err != nil {
-					sess.log.Warn("will not published", zap.String("topic", o.msg.Topic), zap.Error(err))
+					s.g.warn(sess.log, "will not published", zap.String("topic", o.msg.Topic), zap.Error(err))
 				} else {
 					sess.log.Info("will published", zap.String("topic", o.msg.Topic))
 				}
@@ -182,12 +184,15 @@ var errNoUpstream = errors.New("gateway: no upstream session")
 // opDone applies an operation's result on the shard.
 func (s *shard) opDone(now time.Time, sess *session, o op, r opResult) {
 	sess.opBusy = false
+	s.g.release(&o)
 	if s.sessions[sess.id] != sess {
 		// Forgotten while this ran: finish its queued closes, nothing else.
 		closes := sess.ops[:0]
 		for _, q := range sess.ops {
 			if q.kind == opClose {
 				closes = append(closes, q)
+			} else {
+				s.g.release(&q)
 			}
 		}
 		sess.ops = closes
@@ -236,7 +241,7 @@ func (s *shard) nodeOpDone(now time.Time, sess *session, o op, r opResult) {
 	case opSubscribe:
 		sess.subWait--
 		if r.err != nil {
-			sess.log.Warn("subscribe failed upstream", zap.String("filter", o.filter), zap.Error(r.err))
+			s.g.warn(sess.log, "subscribe failed upstream", zap.String("filter", o.filter), zap.Error(r.err))
 			if !o.resub {
 				delete(sess.subs, o.filter)
 			}
@@ -371,6 +376,10 @@ func (s *shard) onRegister(sess *session, r *snpacket.Register) {
 		s.send(sess, &snpacket.Regack{MsgID: r.MsgID, ReturnCode: snpacket.RejectedNotSupported})
 		return
 	}
+	if rc := s.topicRoom(sess, r.TopicName); rc != snpacket.Accepted {
+		s.send(sess, &snpacket.Regack{MsgID: r.MsgID, ReturnCode: rc})
+		return
+	}
 	id, err := sess.topics.Register(r.TopicName)
 	rc := returnCode(err)
 	if rc != snpacket.Accepted {
@@ -412,6 +421,10 @@ func (s *shard) onPublish(now time.Time, sess *session, p *snpacket.Publish) {
 	}
 	o := op{kind: opPublish, nodeQoS: p.QoS, msgID: p.MsgID, topicID: p.TopicID,
 		msg: Message{Topic: topic, Payload: p.Data, QoS: qosUp(p.QoS), Retain: p.Retain}}
+	if !s.duplicatePublish(sess, p) && !s.admit(sess, &o) {
+		s.refusePublish(sess, p, snpacket.RejectedCongestion) // QoS 0: dropped, counted
+		return
+	}
 	switch p.QoS {
 	case snpacket.QoS1:
 		if sess.qos1[p.MsgID] {
@@ -491,20 +504,31 @@ func (s *shard) onSubscribe(sess *session, p *snpacket.Subscribe) {
 		s.send(sess, &snpacket.Suback{MsgID: p.MsgID, ReturnCode: snpacket.RejectedNotSupported})
 		return
 	}
+	if rc := s.subscribeRoom(sess, filter); rc != snpacket.Accepted {
+		s.send(sess, &snpacket.Suback{MsgID: p.MsgID, ReturnCode: rc})
+		return
+	}
+	_, resub := sess.subs[filter]
+	o := op{kind: opSubscribe, filter: filter, sub: sub, msgID: p.MsgID, resub: resub}
+	if !s.admit(sess, &o) {
+		s.send(sess, &snpacket.Suback{MsgID: p.MsgID, ReturnCode: snpacket.RejectedCongestion})
+		return
+	}
 	if p.TopicIDType == snpacket.TopicNormal && !topicreg.HasWildcard(filter) {
 		id, err := sess.topics.Register(filter)
 		if rc := returnCode(err); rc != snpacket.Accepted {
+			s.g.release(&o)
 			s.send(sess, &snpacket.Suback{MsgID: p.MsgID, ReturnCode: rc})
 			return
 		}
 		topicID = id
 	}
+	o.topicID = topicID
 	// Recorded now: the broker may send retained messages before its
 	// SUBACK reaches us. They wait in the queue until SUBACK went out.
-	_, resub := sess.subs[filter]
 	sess.subs[filter] = sub
 	sess.subWait++
-	s.enqueue(sess, op{kind: opSubscribe, filter: filter, sub: sub, msgID: p.MsgID, topicID: topicID, resub: resub})
+	s.enqueue(sess, o)
 }
 
 func (s *shard) onUnsubscribe(sess *session, p *snpacket.Unsubscribe) {
@@ -531,6 +555,10 @@ func (s *shard) onUnsubscribe(sess *session, p *snpacket.Unsubscribe) {
 		s.send(sess, &snpacket.Unsuback{MsgID: p.MsgID})
 		return
 	}
+	o := op{kind: opUnsubscribe, filter: filter, msgID: p.MsgID}
+	if !s.admit(sess, &o) {
+		return // UNSUBACK has no return code: unanswered, the node retries
+	}
 	delete(sess.subs, filter)
-	s.enqueue(sess, op{kind: opUnsubscribe, filter: filter, msgID: p.MsgID})
+	s.enqueue(sess, o)
 }

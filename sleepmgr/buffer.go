@@ -2,6 +2,7 @@ package sleepmgr
 
 import (
 	"strconv"
+	"sync"
 	"sync/atomic"
 )
 
@@ -31,9 +32,25 @@ func (it Item) Size() int { return len(it.Topic) + len(it.Payload) + itemOverhea
 
 // Budget is a gateway-wide byte limit shared by all buffers. It is safe for
 // concurrent use. A nil *Budget is unlimited and reports 0 bytes used.
+//
+// Fairness: when the budget is full, the buffer holding the most bytes
+// pays, not the one receiving. Buffers belong to different owners (the
+// gateway's shard workers), and a buffer may only be touched by its owner,
+// so a Push that takes the budget over its limit is accepted, and its
+// caller asks the owner of the largest holder (Largest) to give bytes back
+// (Buffer.Evict). Until that owner has done so the budget may run over its
+// limit, by at most an eighth of it (Ceiling): beyond that a Push drops from
+// its own buffer, as it would with no other owner to ask, so memory stays
+// bounded even when an owner is slow.
 type Budget struct {
 	max  int64
 	used atomic.Int64
+
+	// mu guards holders: the limited budget's buffers that hold bytes.
+	// It is taken when a buffer goes from empty to holding bytes and
+	// back, and by Largest; never together with another lock.
+	mu      sync.Mutex
+	holders map[*Buffer]struct{}
 }
 
 // NewBudget returns a Budget allowing maxBytes in total across all buffers
@@ -42,7 +59,7 @@ func NewBudget(maxBytes int64) *Budget {
 	if maxBytes < 0 {
 		maxBytes = 0
 	}
-	return &Budget{max: maxBytes}
+	return &Budget{max: maxBytes, holders: map[*Buffer]struct{}{}}
 }
 
 // Used returns the bytes currently held by all buffers sharing b.
@@ -61,21 +78,79 @@ func (b *Budget) Max() int64 {
 	return b.max
 }
 
+// Ceiling is what the buffers may hold together while the largest holder's
+// owner has not yet given bytes back: Max plus an eighth (0: unlimited).
+func (b *Budget) Ceiling() int64 {
+	if b == nil || b.max <= 0 {
+		return 0
+	}
+	return b.max + b.max/8
+}
+
+// Over reports whether the buffers hold more than Max, so that the
+// largest holder should give bytes back.
+func (b *Budget) Over() bool {
+	return b.limited() && b.used.Load() > b.max
+}
+
+// Largest returns the owner (as given to Buffer.SetOwner) of the buffer
+// holding the most bytes, and margin: how many bytes more it holds than
+// the next largest (all it holds when it is the only one). ok is false
+// when no buffer holds bytes or the budget is unlimited. It takes the
+// budget's lock and looks at every buffer holding bytes, so call it only
+// when the budget is over (Over).
+func (b *Budget) Largest() (owner any, margin int64, ok bool) {
+	if !b.limited() {
+		return nil, 0, false
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var first, second int64
+	var top *Buffer
+	for h := range b.holders {
+		n := h.held.Load()
+		switch {
+		case n > first:
+			first, second, top = n, first, h
+		case n > second:
+			second = n
+		}
+	}
+	if top == nil {
+		return nil, 0, false
+	}
+	return top.owner, first - second, true
+}
+
+func (b *Budget) limited() bool { return b != nil && b.max > 0 }
+
 func (b *Budget) add(n int64) {
 	if b != nil {
 		b.used.Add(n)
 	}
 }
 
-// over reports whether usage exceeds the limit.
-func (b *Budget) over() bool {
-	return b != nil && b.max > 0 && b.used.Load() > b.max
+// overCeiling reports whether usage exceeds what may be held until the
+// largest holder gives bytes back.
+func (b *Budget) overCeiling() bool {
+	return b.limited() && b.used.Load() > b.Ceiling()
 }
 
 // exceedsAlone reports whether n bytes could never fit, even in an
 // otherwise empty gateway.
 func (b *Budget) exceedsAlone(n int64) bool {
-	return b != nil && b.max > 0 && n > b.max
+	return b.limited() && n > b.max
+}
+
+// track adds buf to the holders (holding) or removes it.
+func (b *Budget) track(buf *Buffer, holding bool) {
+	b.mu.Lock()
+	if holding {
+		b.holders[buf] = struct{}{}
+	} else {
+		delete(b.holders, buf)
+	}
+	b.mu.Unlock()
 }
 
 // DropReason says why a buffered message was discarded.
@@ -90,7 +165,9 @@ const (
 	// over its message count with no QoS 0 message left to drop.
 	DropOverflow
 	// DropBudget: a message (any QoS) dropped because the gateway-wide byte
-	// budget was exceeded.
+	// budget was exceeded: given back by the largest holder (Evict), or
+	// dropped by Push over the budget's Ceiling or because it alone is
+	// larger than the budget.
 	DropBudget
 )
 
@@ -127,6 +204,11 @@ type Buffer struct {
 	max    int
 	bytes  int64
 	budget *Budget
+
+	// owner is what Budget.Largest reports for this buffer; held mirrors
+	// bytes for Largest, which reads it from other goroutines.
+	owner any
+	held  atomic.Int64
 }
 
 // Ring sizing: the ring is released when it empties if it holds more than
@@ -147,12 +229,19 @@ func NewBuffer(maxCount int, budget *Budget) *Buffer {
 	return &Buffer{max: maxCount, budget: budget}
 }
 
+// SetOwner sets what Budget.Largest reports when this buffer holds the
+// most bytes: whoever may call Evict on it. Call it before the first Push.
+func (b *Buffer) SetOwner(owner any) { b.owner = owner }
+
 // Push appends it to the buffer. If the buffer is then over its message
-// count, or the shared budget is exceeded, messages are dropped until
-// neither holds (or the buffer is empty): QoS 0 messages first, oldest
-// first, and when none is left, the oldest message. The pushed item itself
-// may be dropped: it is a QoS 0 one and no older QoS 0 is queued, or it
-// alone is larger than the whole budget (then nothing else is dropped).
+// count, or the shared budget is over its Ceiling, messages are dropped
+// until neither holds (or the buffer is empty): QoS 0 messages first,
+// oldest first, and when none is left, the oldest message. The pushed item
+// itself may be dropped: it is a QoS 0 one and no older QoS 0 is queued,
+// or it alone is larger than the whole budget (then nothing else is
+// dropped). Over the budget's Max but within its Ceiling nothing is
+// dropped here: the caller then asks the largest holder's owner to Evict
+// (see Budget).
 //
 // Push returns the dropped messages; on the common path it returns nil and
 // does not allocate (beyond growing the ring).
@@ -169,13 +258,12 @@ func (b *Buffer) Push(it Item) []Drop {
 	if it.QoS <= 0 {
 		b.nQoS0++
 	}
-	b.bytes += size
-	b.budget.add(size)
+	b.charge(size)
 
 	var drops []Drop
 	for b.n > 0 {
 		overCount := b.n > b.max
-		if !overCount && !b.budget.over() {
+		if !overCount && !b.budget.overCeiling() {
 			break
 		}
 		dropped := b.removeAt(b.victim())
@@ -189,6 +277,19 @@ func (b *Buffer) Push(it Item) []Drop {
 		drops = append(drops, Drop{Item: dropped, Reason: reason})
 	}
 	return drops
+}
+
+// Evict drops one message to give bytes back to the budget, as the
+// largest holder does when the budget is over (Budget.Largest): the oldest
+// QoS 0 message, or else the oldest. It reports false when the buffer is
+// empty.
+func (b *Buffer) Evict() (Drop, bool) {
+	if b.n == 0 {
+		return Drop{}, false
+	}
+	it := b.removeAt(b.victim())
+	b.maybeShrink()
+	return Drop{Item: it, Reason: DropBudget}, true
 }
 
 // Peek returns the oldest message without removing it.
@@ -218,8 +319,29 @@ func (b *Buffer) Bytes() int64 { return b.bytes }
 // Clear drops every queued message, releasing its bytes from the budget and
 // the ring itself.
 func (b *Buffer) Clear() {
-	b.budget.add(-b.bytes)
-	*b = Buffer{max: b.max, budget: b.budget}
+	b.charge(-b.bytes)
+	b.items, b.head, b.n, b.nQoS0 = nil, 0, 0, 0
+}
+
+// charge adds n bytes (negative: releases them) to the buffer and its
+// budget, and keeps the budget's list of holders up to date.
+func (b *Buffer) charge(n int64) {
+	if n == 0 {
+		return
+	}
+	was := b.bytes
+	b.bytes += n
+	b.budget.add(n)
+	if !b.budget.limited() {
+		return
+	}
+	b.held.Store(b.bytes)
+	switch {
+	case was == 0 && b.bytes > 0:
+		b.budget.track(b, true)
+	case was > 0 && b.bytes == 0:
+		b.budget.track(b, false)
+	}
 }
 
 // slot maps the i-th oldest message to its index in the ring.
@@ -268,9 +390,7 @@ func (b *Buffer) removeAt(i int) Item {
 	if it.QoS <= 0 {
 		b.nQoS0--
 	}
-	size := int64(it.Size())
-	b.bytes -= size
-	b.budget.add(-size)
+	b.charge(-int64(it.Size()))
 	return it
 }
 

@@ -164,9 +164,11 @@ func TestBufferOverflowPolicy(t *testing.T) {
 }
 
 func TestBufferBudgetShared(t *testing.T) {
-	budget := NewBudget(400)
+	budget := NewBudget(400) // Ceiling 450
 	b1 := NewBuffer(100, budget)
 	b2 := NewBuffer(100, budget)
+	b1.SetOwner("b1")
+	b2.SetOwner("b2")
 
 	for i := range 5 { // 5*50 = 250
 		if d := b1.Push(item("x"+strconv.Itoa(i), 1, 50)); d != nil {
@@ -179,70 +181,148 @@ func TestBufferBudgetShared(t *testing.T) {
 	if d := b2.Push(item("y0", 1, 100)); d != nil { // 400: exactly at the limit
 		t.Fatal(dropsOf(d))
 	}
-	if budget.Used() != 400 || b1.Bytes()+b2.Bytes() != 400 {
-		t.Fatalf("Used = %d, b1 %d + b2 %d", budget.Used(), b1.Bytes(), b2.Bytes())
+	if budget.Used() != 400 || b1.Bytes()+b2.Bytes() != 400 || budget.Over() {
+		t.Fatalf("Used = %d, b1 %d + b2 %d, Over %v", budget.Used(), b1.Bytes(), b2.Bytes(), budget.Over())
 	}
-	// Over budget: b2's own QoS 0 goes first.
-	got := dropsOf(b2.Push(item("y1", 1, 50)))
+	// Over the limit, within the ceiling: the receiving buffer keeps
+	// everything, and the largest holder (b1, 250 against 200) is the one
+	// asked to give back, by at most its 50-byte lead before b2 is as large.
+	if d := b2.Push(item("y1", 1, 50)); d != nil {
+		t.Fatalf("push within the ceiling dropped %v", dropsOf(d))
+	}
+	if !budget.Over() {
+		t.Fatalf("Used %d: not over", budget.Used())
+	}
+	owner, margin, ok := budget.Largest()
+	if !ok || owner != "b1" || margin != 50 {
+		t.Fatalf("Largest = %v, %d, %v; want b1, 50, true", owner, margin, ok)
+	}
+	d, ok := b1.Evict()
+	if !ok || d.Item.Topic != "x0" || d.Reason != DropBudget || budget.Over() {
+		t.Fatalf("Evict = %v, %v; Over %v", dropsOf([]Drop{d}), ok, budget.Over())
+	}
+	// Over the ceiling (460 > 450): the pushing buffer drops its own QoS 0
+	// first, and stays over the limit for the largest holder to fix.
+	got := dropsOf(b2.Push(item("y2", 2, 60)))
 	if want := []drop{{"q0", DropBudget}}; !slices.Equal(got, want) {
 		t.Fatalf("drops %v, want %v", got, want)
 	}
-	// Over again, no QoS 0 in b2: b2's oldest goes (b1 is untouched).
-	got = dropsOf(b2.Push(item("y2", 2, 60)))
-	if want := []drop{{"y0", DropBudget}}; !slices.Equal(got, want) {
-		t.Fatalf("drops %v, want %v", got, want)
+	if owner, margin, _ := budget.Largest(); owner != "b2" || margin != 10 || budget.Used() != 410 {
+		t.Fatalf("Largest = %v, %d; Used %d; want b2, 10, 410", owner, margin, budget.Used())
+	}
+	// With no QoS 0 left, Evict gives the oldest.
+	if d, _ := b2.Evict(); d.Item.Topic != "y0" {
+		t.Fatalf("Evict = %q, want y0", d.Item.Topic)
 	}
 	if q := names(b2); !slices.Equal(q, []string{"y1", "y2"}) {
 		t.Fatalf("b2 = %v", q)
 	}
-	if budget.Used() != 250+110 || b1.Len() != 5 {
+	if budget.Used() != 200+110 || b1.Len() != 4 {
 		t.Fatalf("Used = %d, b1.Len = %d", budget.Used(), b1.Len())
-	}
-	// Pushed item dropped when the buffer has nothing else to give up.
-	b3 := NewBuffer(10, budget)
-	b3.Push(item("z0", 1, 40)) // 400
-	got = dropsOf(b3.Push(item("z1", 0, 40)))
-	if want := []drop{{"z1", DropBudget}}; !slices.Equal(got, want) {
-		t.Fatalf("drops %v, want %v", got, want)
-	}
-	got = dropsOf(b3.Push(item("z2", 1, 40)))
-	if want := []drop{{"z0", DropBudget}}; !slices.Equal(got, want) {
-		t.Fatalf("drops %v, want %v", got, want)
 	}
 	// An item larger than the whole budget is refused alone.
 	got = dropsOf(b1.Push(item("huge", 2, 401)))
 	if want := []drop{{"huge", DropBudget}}; !slices.Equal(got, want) {
 		t.Fatalf("drops %v, want %v", got, want)
 	}
-	if b1.Len() != 5 || budget.Used() != 400 {
+	if b1.Len() != 4 || budget.Used() != 310 {
 		t.Fatalf("after huge: b1.Len=%d Used=%d", b1.Len(), budget.Used())
 	}
 
-	// Pop and Clear release bytes.
+	// Pop and Clear release bytes; an empty buffer is no longer a holder.
 	if _, ok := b1.Pop(); !ok {
 		t.Fatal("Pop failed")
 	}
-	if budget.Used() != 350 || b1.Bytes() != 200 {
+	if budget.Used() != 260 || b1.Bytes() != 150 {
 		t.Fatalf("after Pop Used=%d b1=%d", budget.Used(), b1.Bytes())
 	}
 	b1.Clear()
-	if budget.Used() != 150 || b1.Len() != 0 || b1.Bytes() != 0 {
+	if budget.Used() != 110 || b1.Len() != 0 || b1.Bytes() != 0 {
 		t.Fatalf("after Clear Used=%d b1 Len=%d Bytes=%d", budget.Used(), b1.Len(), b1.Bytes())
 	}
-	b2.Clear()
-	b3.Clear()
-	if budget.Used() != 0 {
-		t.Fatalf("all cleared, Used = %d", budget.Used())
+	if owner, margin, _ := budget.Largest(); owner != "b2" || margin != 110 {
+		t.Fatalf("Largest after Clear = %v, %d; want b2, 110 (the only holder)", owner, margin)
 	}
-	// A cleared buffer is still usable, with the same budget: 400/36 = 11.
+	for b2.Len() > 0 {
+		b2.Pop()
+	}
+	if _, _, ok := budget.Largest(); ok || budget.Used() != 0 {
+		t.Fatalf("all empty: Largest ok=%v, Used = %d", ok, budget.Used())
+	}
+	if _, ok := b2.Evict(); ok {
+		t.Fatal("Evict of an empty buffer reported a drop")
+	}
+	// A cleared buffer is still usable, with the same budget: pushes fill
+	// it up to the ceiling, 450/36 = 12, and then drop its own oldest.
 	for i := range 20 {
 		b1.Push(item("r"+strconv.Itoa(i), 1, 36))
 	}
-	if b1.Len() != 11 || budget.Used() != 11*36 {
-		t.Fatalf("reused buffer Len = %d Used = %d, want 11, 396", b1.Len(), budget.Used())
+	if b1.Len() != 12 || budget.Used() != 12*36 {
+		t.Fatalf("reused buffer Len = %d Used = %d, want 12, 432", b1.Len(), budget.Used())
 	}
-	if it, _ := b1.Peek(); it.Topic != "r9" {
-		t.Fatalf("oldest = %q, want r9", it.Topic)
+	if it, _ := b1.Peek(); it.Topic != "r8" {
+		t.Fatalf("oldest = %q, want r8", it.Topic)
+	}
+}
+
+// TestBudgetLargestPays is the case of issue 14: three buffers fill the
+// budget, then a fourth receives 20 QoS 1 messages. Each time the budget
+// is over, the owner of the largest holder evicts (as the gateway's shards
+// do); the fourth buffer keeps all 20.
+func TestBudgetLargestPays(t *testing.T) {
+	const limit = 3 * 100 * 100
+	budget := NewBudget(limit)
+	bufs := map[string]*Buffer{}
+	for _, name := range []string{"a", "b", "c", "victim"} {
+		bufs[name] = NewBuffer(1000, budget)
+		bufs[name].SetOwner(name)
+	}
+	// a, b and c fill the budget; a holds the most, with some QoS 0.
+	for i := range 110 {
+		bufs["a"].Push(item("a"+strconv.Itoa(i), int8(i%2), 100))
+	}
+	for _, name := range []string{"b", "c"} {
+		for i := range 100 {
+			bufs[name].Push(item(name+strconv.Itoa(i), 1, 100))
+		}
+	}
+	var evicted []string
+	rebalance := func() {
+		for budget.Over() {
+			owner, margin, ok := budget.Largest()
+			if !ok {
+				t.Fatal("over with no holder")
+			}
+			for given := int64(0); budget.Over() && (given == 0 || given < margin); {
+				d, ok := bufs[owner.(string)].Evict()
+				if !ok {
+					break
+				}
+				given += int64(d.Item.Size())
+				evicted = append(evicted, d.Item.Topic)
+			}
+		}
+	}
+	rebalance()
+	for i := range 20 {
+		if d := bufs["victim"].Push(item("v"+strconv.Itoa(i), 1, 100)); d != nil {
+			t.Fatalf("victim's message %d dropped: %v", i, dropsOf(d))
+		}
+		rebalance()
+	}
+	if bufs["victim"].Len() != 20 || budget.Used() > limit {
+		t.Fatalf("victim holds %d of 20; Used %d", bufs["victim"].Len(), budget.Used())
+	}
+	// a paid first, its QoS 0 messages (even numbers) oldest first, until
+	// it was no larger than b and c; then the three took turns. (A fourth
+	// buffer that grew to be the largest would pay in its turn.)
+	if want := []string{"a0", "a2", "a4", "a6", "a8"}; !slices.Equal(evicted[:5], want) {
+		t.Fatalf("first evictions %v, want %v", evicted[:5], want)
+	}
+	for _, name := range []string{"a", "b", "c"} {
+		if n := bufs[name].Len(); n < 92 || n > 94 {
+			t.Fatalf("%s holds %d: the cost was not shared (evicted %v)", name, n, evicted)
+		}
 	}
 }
 
@@ -315,7 +395,7 @@ func TestBufferModel(t *testing.T) {
 				var want []Drop
 				for len(model) > 0 {
 					overCount := len(model) > maxCount
-					if !overCount && modelBytes() <= budget.Max() {
+					if !overCount && modelBytes() <= budget.Ceiling() {
 						break
 					}
 					v := slices.IndexFunc(model, func(it Item) bool { return it.QoS <= 0 })
@@ -390,10 +470,14 @@ func TestBudgetConcurrent(t *testing.T) {
 	for g := range 8 {
 		wg.Go(func() {
 			b := NewBuffer(50, budget)
+			b.SetOwner(g)
 			for i := range 2000 {
 				b.Push(item("g"+strconv.Itoa(g), int8(i%3), 40))
 				if i%3 == 0 {
 					b.Pop()
+				}
+				if owner, _, ok := budget.Largest(); ok && owner == g {
+					b.Evict()
 				}
 			}
 			b.Clear()

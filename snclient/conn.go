@@ -35,6 +35,27 @@ func Dial(addr string) (*Conn, error) {
 	return &Conn{c: c, buf: make([]byte, 65536)}, nil
 }
 
+// DialFrom is Dial from the local address local (host or host:port), e.g.
+// one of many loopback addresses standing for many nodes in a test.
+func DialFrom(local, addr string) (*Conn, error) {
+	if _, _, err := net.SplitHostPort(local); err != nil {
+		local = net.JoinHostPort(local, "0")
+	}
+	la, err := net.ResolveUDPAddr("udp", local)
+	if err != nil {
+		return nil, err
+	}
+	ua, err := net.ResolveUDPAddr("udp", addr)
+	if err != nil {
+		return nil, err
+	}
+	c, err := net.DialUDP("udp", la, ua)
+	if err != nil {
+		return nil, err
+	}
+	return &Conn{c: c, buf: make([]byte, 65536)}, nil
+}
+
 // Send encodes p and sends it as one datagram.
 func (c *Conn) Send(p snpacket.Packet) error {
 	b, err := snpacket.Marshal(p)

@@ -26,7 +26,7 @@ func runAggregating(t *testing.T, tg testbroker.Target) (*Env, *aggregate.Upstre
 // its QoS and the node's; uplink QoS 1 and 2 are acknowledged after the
 // broker's acknowledgement and reach it once.
 func TestAggregatingFanOutAndUplink(t *testing.T) {
-	ForEachBroker(t, func(t *testing.T, tg testbroker.Target) {
+	ForEachBrokerIn(t, testbroker.Aggregating, func(t *testing.T, tg testbroker.Target) {
 		e, agg := runAggregating(t, tg)
 		qos := []sn.QoS{sn.QoS1, sn.QoS2, sn.QoS0}
 		nodes := make([]*Node, len(qos))
@@ -85,7 +85,7 @@ func TestAggregatingFanOutAndUplink(t *testing.T) {
 // message, as in transparent mode; the nodes already subscribed do not get
 // it again.
 func TestAggregatingRetainedOnSubscribe(t *testing.T) {
-	ForEachBroker(t, func(t *testing.T, tg testbroker.Target) {
+	ForEachBrokerIn(t, testbroker.Aggregating, func(t *testing.T, tg testbroker.Target) {
 		e, _ := runAggregating(t, tg)
 		topic := "agg/ret/" + tg.Name // the mosquitto targets share one broker
 		e.Publish(t, topic, "kept", 1, true)
@@ -122,7 +122,7 @@ func TestAggregatingRetainedOnSubscribe(t *testing.T) {
 // the broker sends one copy per subscription (mosquitto) or one for all
 // (the embedded broker).
 func TestAggregatingOverlappingFilters(t *testing.T) {
-	ForEachBroker(t, func(t *testing.T, tg testbroker.Target) {
+	ForEachBrokerIn(t, testbroker.Aggregating, func(t *testing.T, tg testbroker.Target) {
 		e, agg := runAggregating(t, tg)
 		a := e.Node(t)
 		a.Connect("agg-ov-a", true, 60)

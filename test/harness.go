@@ -27,12 +27,28 @@ import (
 const Wait = testgw.Wait
 
 // ForEachBroker runs fn as parallel subtests, once per target of
-// testbroker.AllVersions: the embedded broker, and mosquitto spoken to
-// with MQTT 5 and with MQTT 3.1.1. Each subtest has a broker and a gateway
-// of its own.
+// testbroker.AllVersions (the embedded broker, and mosquitto spoken to
+// with MQTT 5 and with MQTT 3.1.1) and per bridging mode: transparent
+// (subtests "embedded", "mosquitto-5", ...) and aggregating
+// ("aggregating/embedded", ...). Each subtest has a broker and a gateway
+// of its own; RunGateway starts the gateway in the target's mode. fn must
+// not call t.Parallel.
 func ForEachBroker(t *testing.T, fn func(t *testing.T, tg testbroker.Target)) {
 	t.Helper()
+	ForEachBrokerIn(t, "", fn)
+	t.Run(testbroker.Aggregating, func(t *testing.T) {
+		t.Parallel()
+		ForEachBrokerIn(t, testbroker.Aggregating, fn)
+	})
+}
+
+// ForEachBrokerIn is ForEachBroker in one mode only ("" is transparent):
+// for what only that mode does (the broker sees each node's ClientId and
+// credentials in transparent mode; the aggregator's own counters).
+func ForEachBrokerIn(t *testing.T, mode string, fn func(t *testing.T, tg testbroker.Target)) {
+	t.Helper()
 	for _, tg := range testbroker.AllVersions(t) {
+		tg.Mode = mode
 		t.Run(tg.Name, func(t *testing.T) {
 			t.Parallel()
 			fn(t, tg)

@@ -24,7 +24,7 @@ func runGatewayUpstream(t *testing.T, tg testbroker.Target, cfg gateway.Config) 
 	if err != nil {
 		t.Fatalf("upstream: %v", err)
 	}
-	g := testgw.Start(t, tg, cfg, gateway.WithUpstream(up))
+	g := testgw.StartUpstream(t, testgw.ForMode(t, tg, up), cfg)
 	return &Env{Target: tg, GW: g, Addr: g.Addrs()[0].String(), Cfg: cfg}, up
 }
 

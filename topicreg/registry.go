@@ -32,6 +32,7 @@ type Registry struct {
 	byName map[string]uint16
 	max    uint16 // most entries held
 	last   uint16 // last id handed out; 0 before the first
+	bytes  int    // sum of the names' lengths
 }
 
 // New returns an empty registry holding at most maxTopics topics
@@ -90,6 +91,7 @@ func (r *Registry) lookupOrAdd(name string, acked bool) (uint16, bool, error) {
 	name = strings.Clone(name) // don't pin a larger decode buffer
 	r.byID[id] = entry{name: name, acked: acked}
 	r.byName[name] = id
+	r.bytes += len(name)
 	return id, acked, nil
 }
 
@@ -165,6 +167,7 @@ func (r *Registry) Remove(id uint16) {
 	}
 	delete(r.byID, id)
 	delete(r.byName, e.name)
+	r.bytes -= len(e.name)
 	if len(r.byID) == 0 {
 		r.byID, r.byName = nil, nil // maps never shrink; release them
 	}
@@ -174,10 +177,15 @@ func (r *Registry) Remove(id uint16) {
 // of the previous session are not reused soon.
 func (r *Registry) Reset() {
 	r.byID, r.byName = nil, nil
+	r.bytes = 0
 }
 
 // Len returns the number of registered topics.
 func (r *Registry) Len() int { return len(r.byID) }
+
+// Bytes returns the sum of the registered names' lengths, for per-node
+// memory limits.
+func (r *Registry) Bytes() int { return r.bytes }
 
 // Topics returns a copy of the id to name table, for status and inspection.
 func (r *Registry) Topics() map[uint16]string {

@@ -376,3 +376,29 @@ func TestUnack(t *testing.T) {
 		t.Fatalf("Len = %d", r.Len())
 	}
 }
+
+// Bytes follows every way a name enters or leaves the registry.
+func TestRegistryBytes(t *testing.T) {
+	r := New(10)
+	if _, err := r.Register("a/bc"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Register("a/bc"); err != nil { // same name: not counted twice
+		t.Fatal(err)
+	}
+	id, _, err := r.Assign("xyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Bytes() != 7 {
+		t.Fatalf("bytes %d, want 7", r.Bytes())
+	}
+	r.Remove(id)
+	if r.Bytes() != 4 {
+		t.Fatalf("after Remove: bytes %d, want 4", r.Bytes())
+	}
+	r.Reset()
+	if r.Bytes() != 0 {
+		t.Fatalf("after Reset: bytes %d, want 0", r.Bytes())
+	}
+}

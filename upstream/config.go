@@ -1,6 +1,7 @@
 package upstream
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -50,6 +51,15 @@ type Config struct {
 	// an error. Logs show it with the password masked (RedactURL).
 	URL string
 
+	// Dial, if set, makes every connection to the broker (sessions, the
+	// probe, Ping) instead of dialling URL: the embedded broker's
+	// in-process connections (broker.Broker.Dial), which take no socket
+	// and no file descriptor. URL may then be empty; if given, it only
+	// names the broker in logs and errors (and may carry credentials).
+	// TLS settings cannot be combined with Dial: its connection is used as
+	// it is. Dial must honour ctx.
+	Dial func(ctx context.Context) (net.Conn, error)
+
 	// Username and Password log every session in. Both may contain
 	// ClientIDPlaceholder ("{client_id}"), replaced by the node's ClientId,
 	// so that each node logs in as itself. A node that sent its own
@@ -93,6 +103,12 @@ type Config struct {
 	// jittered delay between reconnect attempts (defaults 1s and 30s).
 	ReconnectBackoffMin time.Duration
 	ReconnectBackoffMax time.Duration
+	// ReconnectRate (broker.reconnect_rate, default 100) limits reconnect
+	// attempts per second across every connection of the Upstream: each
+	// attempt waits for its backoff and then for a slot on one shared
+	// limiter, so connections lost together (a broker restart) come back
+	// at this rate. Open, for a node's CONNECT, is not limited by it.
+	ReconnectRate float64
 	// ReceiveMaximum is sent in CONNECT (default 16). paho allocates a
 	// channel of this many slots per connection, so keep it small.
 	ReceiveMaximum uint16
@@ -115,7 +131,9 @@ type Config struct {
 
 // endpoint is the validated, resolved form of Config.URL plus TLS.
 type endpoint struct {
-	hostPort string
+	scheme   string      // as given in the URL; "" without one
+	host     string      // the URL's host name; "" without one
+	hostPort string      // host:port, or what names the broker with Config.Dial
 	tls      *tls.Config // nil for plain TCP
 	// username and password (hasPassword: one was given, maybe empty)
 	// from Username and Password or from the URL's user information.
@@ -139,6 +157,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.ReceiveMaximum == 0 {
 		c.ReceiveMaximum = DefaultReceiveMaximum
+	}
+	if c.ReconnectRate == 0 {
+		c.ReconnectRate = DefaultReconnectRate
 	}
 	if c.AckTimeout == 0 {
 		c.AckTimeout = DefaultAckTimeout
@@ -164,9 +185,42 @@ func (c *Config) maxQoS() byte {
 
 // validate checks c (after setDefaults) and resolves the endpoint.
 func (c *Config) validate() (endpoint, error) {
-	var ep endpoint
+	ep, secure, err := c.parseURL()
+	if err != nil {
+		return ep, err
+	}
+	if c.Dial != nil {
+		if ep.hostPort == "" {
+			ep.hostPort = "in-process broker"
+		} else {
+			ep.hostPort += " (in-process)"
+		}
+	}
+	if err := c.validateSettings(); err != nil {
+		return ep, err
+	}
+	tlsSet := c.CAFile != "" || c.CertFile != "" || c.KeyFile != "" || c.ServerName != "" || c.InsecureSkipVerify
+	switch {
+	case c.Dial != nil && (secure || tlsSet):
+		return ep, errors.New("broker.url: TLS settings given for the in-process broker connection, which has no TLS")
+	case !secure && tlsSet:
+		return ep, fmt.Errorf("broker.url: TLS settings given but scheme is %q: use mqtts://", ep.scheme)
+	case !secure:
+		return ep, nil
+	}
+	ep.tls, err = c.tlsConfig(ep.host)
+	return ep, err
+}
+
+// parseURL resolves URL: host and port, credentials, and whether it asks
+// for TLS. An empty URL is an error unless Dial is set.
+func (c *Config) parseURL() (ep endpoint, secure bool, err error) {
 	if c.URL == "" {
-		return ep, errors.New("broker.url: empty")
+		if c.Dial == nil {
+			return ep, false, errors.New("broker.url: empty")
+		}
+		ep.username, ep.password, ep.hasPassword = c.Username, c.Password, c.Password != ""
+		return ep, false, nil
 	}
 	u, err := url.Parse(c.URL)
 	if err != nil {
@@ -175,26 +229,26 @@ func (c *Config) validate() (endpoint, error) {
 		if errors.As(err, &ue) {
 			err = ue.Err
 		}
-		return ep, fmt.Errorf("broker.url: %s: %w", RedactURL(c.URL), err)
+		return ep, false, fmt.Errorf("broker.url: %s: %w", RedactURL(c.URL), err)
 	}
-	var secure bool
+	ep.scheme = u.Scheme
 	switch strings.ToLower(u.Scheme) {
 	case "mqtt", "tcp":
 	case "mqtts", "ssl", "tls":
 		secure = true
 	default:
-		return ep, fmt.Errorf("broker.url: unsupported scheme %q: use mqtt:// or mqtts://", u.Scheme)
+		return ep, false, fmt.Errorf("broker.url: unsupported scheme %q: use mqtt:// or mqtts://", u.Scheme)
 	}
 	if u.Hostname() == "" {
-		return ep, fmt.Errorf("broker.url: %q has no host", u.Redacted())
+		return ep, false, fmt.Errorf("broker.url: %q has no host", u.Redacted())
 	}
 	if u.Path != "" && u.Path != "/" || u.RawQuery != "" {
-		return ep, fmt.Errorf("broker.url: %q: path and query are not supported", u.Redacted())
+		return ep, false, fmt.Errorf("broker.url: %q: path and query are not supported", u.Redacted())
 	}
 	ep.username, ep.password, ep.hasPassword = c.Username, c.Password, c.Password != ""
 	if u.User != nil {
 		if c.Username != "" || c.Password != "" {
-			return ep, fmt.Errorf("broker.url: %q carries a user name and broker.username / broker.password are set too: give the credentials in one place", u.Redacted())
+			return ep, false, fmt.Errorf("broker.url: %q carries a user name and broker.username / broker.password are set too: give the credentials in one place", u.Redacted())
 		}
 		ep.username = u.User.Username()
 		ep.password, ep.hasPassword = u.User.Password()
@@ -206,48 +260,46 @@ func (c *Config) validate() (endpoint, error) {
 			port = "8883"
 		}
 	}
+	ep.host = u.Hostname()
 	ep.hostPort = net.JoinHostPort(u.Hostname(), port)
+	return ep, secure, nil
+}
 
+// validateSettings checks everything but the URL and TLS.
+func (c *Config) validateSettings() error {
 	switch {
 	case c.KeepAlive < 0 || c.KeepAlive > 65535*time.Second:
-		return ep, fmt.Errorf("broker.keep_alive: %v out of range 0..65535s", c.KeepAlive)
+		return fmt.Errorf("broker.keep_alive: %v out of range 0..65535s", c.KeepAlive)
 	case c.KeepAlive%time.Second != 0:
-		return ep, fmt.Errorf("broker.keep_alive: %v is not whole seconds", c.KeepAlive)
+		return fmt.Errorf("broker.keep_alive: %v is not whole seconds", c.KeepAlive)
 	case c.ConnectTimeout < 0:
-		return ep, fmt.Errorf("broker.connect_timeout: %v is negative", c.ConnectTimeout)
+		return fmt.Errorf("broker.connect_timeout: %v is negative", c.ConnectTimeout)
 	case c.AckTimeout < 0:
-		return ep, fmt.Errorf("broker.ack_timeout: %v is negative", c.AckTimeout)
+		return fmt.Errorf("broker.ack_timeout: %v is negative", c.AckTimeout)
 	case c.WillDelay < 0:
-		return ep, fmt.Errorf("broker.will_delay: %v is negative", c.WillDelay)
+		return fmt.Errorf("broker.will_delay: %v is negative", c.WillDelay)
 	case c.ProbeInterval < 0:
-		return ep, fmt.Errorf("broker.probe_interval: %v is negative", c.ProbeInterval)
+		return fmt.Errorf("broker.probe_interval: %v is negative", c.ProbeInterval)
 	case c.WillDelay%time.Second != 0:
-		return ep, fmt.Errorf("broker.will_delay: %v is not whole seconds", c.WillDelay)
+		return fmt.Errorf("broker.will_delay: %v is not whole seconds", c.WillDelay)
 	case c.ReconnectBackoffMin < 0:
-		return ep, fmt.Errorf("broker.reconnect_backoff_min: %v is negative", c.ReconnectBackoffMin)
+		return fmt.Errorf("broker.reconnect_backoff_min: %v is negative", c.ReconnectBackoffMin)
 	case c.ReconnectBackoffMax < c.ReconnectBackoffMin:
-		return ep, fmt.Errorf("broker.reconnect_backoff_max: %v is below reconnect_backoff_min %v",
+		return fmt.Errorf("broker.reconnect_backoff_max: %v is below reconnect_backoff_min %v",
 			c.ReconnectBackoffMax, c.ReconnectBackoffMin)
+	case c.ReconnectRate < 0 || c.ReconnectRate != c.ReconnectRate: // NaN too
+		return fmt.Errorf("broker.reconnect_rate: %v: must be positive (reconnects per second; default %d)", c.ReconnectRate, DefaultReconnectRate)
 	case len(c.ClientIDPrefix) > 65535:
-		return ep, errors.New("broker.client_id_prefix: longer than 65535 octets")
+		return errors.New("broker.client_id_prefix: longer than 65535 octets")
 	case c.MaxQoS != nil && *c.MaxQoS > 2:
-		return ep, fmt.Errorf("broker.max_qos: %d: use 0, 1 or 2", *c.MaxQoS)
+		return fmt.Errorf("broker.max_qos: %d: use 0, 1 or 2", *c.MaxQoS)
 	}
 	switch c.ProtocolVersion {
 	case "", ProtocolAuto, Protocol5, Protocol311:
 	default:
-		return ep, fmt.Errorf("broker.protocol_version: %q: use \"5\", \"3.1.1\" or \"auto\"", c.ProtocolVersion)
+		return fmt.Errorf("broker.protocol_version: %q: use \"5\", \"3.1.1\" or \"auto\"", c.ProtocolVersion)
 	}
-
-	tlsSet := c.CAFile != "" || c.CertFile != "" || c.KeyFile != "" || c.ServerName != "" || c.InsecureSkipVerify
-	if !secure {
-		if tlsSet {
-			return ep, fmt.Errorf("broker.url: TLS settings given but scheme is %q: use mqtts://", u.Scheme)
-		}
-		return ep, nil
-	}
-	ep.tls, err = c.tlsConfig(u.Hostname())
-	return ep, err
+	return nil
 }
 
 func (c *Config) tlsConfig(host string) (*tls.Config, error) {

@@ -190,3 +190,16 @@ func topicOf(t *testing.T, parts ...string) string {
 	t.Helper()
 	return strings.Join(append([]string{strings.ReplaceAll(t.Name(), "/", "_")}, parts...), "/")
 }
+
+// drain discards what arrives within d.
+func (in inbox) drain(d time.Duration) {
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	for {
+		select {
+		case <-in:
+		case <-timer.C:
+			return
+		}
+	}
+}

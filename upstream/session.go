@@ -258,22 +258,21 @@ func (s *session) lost(cli *paho.Client, err error) {
 	go s.reconnectLoop(ctx, cancel)
 }
 
-// reconnectLoop reconnects with CleanStart=false and exponential jittered
-// backoff until it succeeds or Close cancels ctx. If the broker lost the
-// session, it restores every subscription before the connection is used.
+// reconnectLoop reconnects with CleanStart=false, exponential jittered
+// backoff and a slot on the gateway-wide limiter before each attempt
+// (pace.go), until it succeeds or Close cancels ctx. If the broker lost
+// the session, it restores every subscription before the connection is
+// used.
 func (s *session) reconnectLoop(ctx context.Context, cancel context.CancelFunc) {
 	defer s.wg.Done()
 	defer cancel()
 
-	cfg := &s.up.cfg
-	backoff := cfg.ReconnectBackoffMin
-	t := time.NewTimer(jitter(backoff))
+	t := time.NewTimer(time.Hour)
+	t.Stop()
 	defer t.Stop()
 	for attempt := 1; ; attempt++ {
-		select {
-		case <-ctx.Done():
+		if !s.up.awaitReconnect(ctx, t, attempt-1) {
 			return
-		case <-t.C:
 		}
 
 		err := s.reconnectOnce(ctx)
@@ -285,10 +284,8 @@ func (s *session) reconnectLoop(ctx context.Context, cancel context.CancelFunc) 
 		if ctx.Err() != nil {
 			return
 		}
-		backoff = min(2*backoff, cfg.ReconnectBackoffMax)
 		s.up.refusals.note(err, s.clientID)
-		s.log.Debug("upstream reconnect failed", zap.Int("attempt", attempt), zap.Duration("retry_in", backoff), zap.Error(err))
-		t.Reset(jitter(backoff))
+		s.log.Debug("upstream reconnect failed", zap.Int("attempt", attempt), zap.Error(err))
 	}
 }
 
@@ -605,4 +602,10 @@ func jitter(d time.Duration) time.Duration {
 	}
 	half := d / 2
 	return half + rand.N(d-half)
+}
+
+// Connected reports whether the session's connection is up now.
+func (s *session) Connected() bool {
+	_, _, _, err := s.currentCtx()
+	return err == nil
 }

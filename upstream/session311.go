@@ -278,15 +278,12 @@ func (s *session311) discardStateLocked() {
 func (s *session311) reconnectLoop(ctx context.Context, cancel context.CancelFunc) {
 	defer s.wg.Done()
 	defer cancel()
-	cfg := &s.up.cfg
-	backoff := cfg.ReconnectBackoffMin
-	t := time.NewTimer(jitter(backoff))
+	t := time.NewTimer(time.Hour)
+	t.Stop()
 	defer t.Stop()
 	for attempt := 1; ; attempt++ {
-		select {
-		case <-ctx.Done():
+		if !s.up.awaitReconnect(ctx, t, attempt-1) {
 			return
-		case <-t.C:
 		}
 		err := s.reconnectOnce(ctx)
 		if err == nil {
@@ -297,9 +294,7 @@ func (s *session311) reconnectLoop(ctx context.Context, cancel context.CancelFun
 		if ctx.Err() != nil || errors.Is(err, errTakenOver) {
 			return
 		}
-		backoff = min(2*backoff, cfg.ReconnectBackoffMax)
-		s.log.Debug("upstream reconnect failed", zap.Int("attempt", attempt), zap.Duration("retry_in", backoff), zap.Error(err))
-		t.Reset(jitter(backoff))
+		s.log.Debug("upstream reconnect failed", zap.Int("attempt", attempt), zap.Error(err))
 	}
 }
 
@@ -460,3 +455,10 @@ func (s *session311) Close(ctx context.Context) error {
 // Done is closed once the session has ended: after Close, or when another
 // connection took the session over (opts.Ended says so).
 func (s *session311) Done() <-chan struct{} { return s.done }
+
+// Connected reports whether the session's connection is up now.
+func (s *session311) Connected() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cur != nil
+}

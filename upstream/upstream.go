@@ -52,9 +52,13 @@ type Upstream struct {
 	counters counters
 	proto    atomic.Uint32 // negotiated protocol level (5 or 4), 0 while unknown
 	refusals *refusalLog
+	pacer    *pacer // gateway-wide reconnect limiter (broker.reconnect_rate)
 }
 
-var _ gateway.Upstream = (*Upstream)(nil)
+var (
+	_ gateway.Upstream       = (*Upstream)(nil)
+	_ gateway.ReconnectPacer = (*Upstream)(nil)
+)
 
 // New validates cfg, fills in defaults and returns an Upstream. It does not
 // connect; each Open does. A nil log means no logging.
@@ -67,7 +71,8 @@ func New(cfg Config, log *zap.Logger) (*Upstream, error) {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	return &Upstream{cfg: cfg, ep: ep, log: log, refusals: newRefusalLog(log, refusalEvery)}, nil
+	return &Upstream{cfg: cfg, ep: ep, log: log, refusals: newRefusalLog(log, refusalEvery),
+		pacer: newPacer(cfg.ReconnectRate)}, nil
 }
 
 // Open connects one MQTT session for a node and returns once the broker
@@ -114,16 +119,20 @@ func (u *Upstream) openV5(ctx context.Context, opts gateway.SessionOptions, deli
 	return s, nil
 }
 
-// dial opens the network connection (TCP or TLS), bounded by ctx.
+// dial opens the network connection (Config.Dial's, TCP or TLS), bounded
+// by ctx.
 func (u *Upstream) dial(ctx context.Context) (net.Conn, error) {
 	var (
 		conn net.Conn
 		err  error
 	)
-	if u.ep.tls != nil {
+	switch {
+	case u.cfg.Dial != nil:
+		conn, err = u.cfg.Dial(ctx)
+	case u.ep.tls != nil:
 		d := tls.Dialer{Config: u.ep.tls}
 		conn, err = d.DialContext(ctx, "tcp", u.ep.hostPort)
-	} else {
+	default:
 		var d net.Dialer
 		conn, err = d.DialContext(ctx, "tcp", u.ep.hostPort)
 	}

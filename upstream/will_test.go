@@ -22,7 +22,7 @@ import (
 // delayed wills once a second against whole-second clocks, so a will fires
 // between testWillDelay and testWillDelay+2s after the broker saw the drop.
 const (
-	testWillDelay = 1 * time.Second
+	testWillDelay = 2 * time.Second
 	willWindow    = testWillDelay + 2500*time.Millisecond
 )
 
@@ -303,11 +303,19 @@ func TestWillDelayLink(t *testing.T) {
 			// (a) The link drops (the broker sees it at once) and comes
 			// back: the session is resumed within the will delay and the
 			// broker cancels the will.
+			cut := time.Now()
 			proxy.Cut()
 			waitDown(t, w)
 			proxy.Allow()
 			waitPublish(t, w, in, topicOf(t, tc.name, "back"))
-			in.expectNothing(t, willWindow)
+			if back := time.Since(cut); back < testWillDelay*3/4 {
+				in.expectNothing(t, willWindow)
+			} else {
+				// A loaded machine took longer than the will delay to
+				// reconnect: the broker may rightly publish the will.
+				t.Logf("%s: reconnected %v after the cut, too late to check that the will is cancelled", tc.name, back.Round(time.Millisecond))
+				in.drain(willWindow)
+			}
 
 			// (b) The link stays down: the will follows after WillDelay,
 			// not at once.

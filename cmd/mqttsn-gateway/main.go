@@ -27,6 +27,7 @@ import (
 	"github.com/mqttsn-gateway/mqttsn-gateway/internal/config"
 	"github.com/mqttsn-gateway/mqttsn-gateway/store"
 	"github.com/mqttsn-gateway/mqttsn-gateway/upstream"
+	"github.com/mqttsn-gateway/mqttsn-gateway/upstream/aggregate"
 )
 
 const usage = `mqttsn-gateway: an MQTT-SN v1.2 gateway that bridges sensor nodes to any MQTT broker.
@@ -183,7 +184,10 @@ func serve(ctx context.Context, cfg *config.File, log *zap.Logger, lvl zap.Atomi
 		}
 		defer func() { _ = b.Close() }()
 		embedded = b
-		ucfg.URL = b.URL()
+		ucfg.URL = b.URL() // names it (logs, status page); outside clients use it
+		// The gateway's own sessions reach it in-process: no socket and
+		// no file descriptor per node (issue 12 item 2).
+		ucfg.Dial = b.Dial
 	}
 	up, err := upstream.New(ucfg, log.Named("upstream"))
 	if err != nil {
@@ -206,7 +210,19 @@ func serve(ctx context.Context, cfg *config.File, log *zap.Logger, lvl zap.Atomi
 			log.Warn("store not closed cleanly", zap.String("store.path", cfg.Store.Path), zap.Error(err))
 		}
 	}()
-	opts := []gateway.Option{gateway.WithLogger(log.Named("gateway")), gateway.WithUpstream(up), gateway.WithStore(st)}
+	var nodesUp gateway.Upstream = up
+	var agg *aggregate.Upstream
+	if cfg.Aggregating() {
+		// Every node over broker.connections shared connections of up.
+		agg = aggregate.New(up, cfg.Aggregate(), log.Named("aggregate"))
+		defer func() {
+			cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = agg.Close(cctx)
+		}()
+		nodesUp = agg
+	}
+	opts := []gateway.Option{gateway.WithLogger(log.Named("gateway")), gateway.WithUpstream(nodesUp), gateway.WithStore(st)}
 	var dtlsTrs []*dtlstransport.Transport
 	for _, dc := range cfg.DTLSConfigs() {
 		tr, err := dtlstransport.Listen(dc, log.Named("dtls"))
@@ -227,7 +243,7 @@ func serve(ctx context.Context, cfg *config.File, log *zap.Logger, lvl zap.Atomi
 		return err
 	}
 	if cfg.Admin.Listen != "" {
-		stopAdmin, err := startAdmin(cfg, ucfg.URL, g, up, prober, dtlsTrs, &lvl, log.Named("admin"))
+		stopAdmin, err := startAdmin(cfg, ucfg.URL, g, up, agg, prober, dtlsTrs, &lvl, log.Named("admin"))
 		if err != nil {
 			_ = g.Shutdown(context.Background())
 			return err
@@ -237,9 +253,10 @@ func serve(ctx context.Context, cfg *config.File, log *zap.Logger, lvl zap.Atomi
 	if embedded != nil {
 		// Said only once the start can no longer fail on a listener.
 		log.Info("embedded MQTT broker started: watch it with any MQTT client",
-			zap.String("url", embedded.URL()), zap.String("example", watchCommand(embedded.Addr())))
+			zap.String("url", embedded.URL()), zap.String("example", watchCommand(embedded.Addr())),
+			zap.String("gateway_sessions", "in-process, no sockets"))
 	}
-	log.Info("mqttsn-gateway starting", zap.Strings("udp", cfg.Listen.UDP), zap.Strings("dtls", cfg.Listen.DTLS), zap.String("broker", upstream.RedactURL(ucfg.URL)))
+	log.Info("mqttsn-gateway starting", zap.Strings("udp", cfg.Listen.UDP), zap.Strings("dtls", cfg.Listen.DTLS), zap.String("broker", upstream.RedactURL(ucfg.URL)), zap.String("mode", cfg.Mode()))
 	errc := make(chan error, 1)
 	// Serve runs until Shutdown, which drains within shutdown_timeout; a
 	// signal must not cut the drain short by ending Serve's context.
@@ -279,7 +296,7 @@ wait:
 
 // startAdmin starts the admin HTTP listener; stop shuts it down and waits
 // for it.
-func startAdmin(fc *config.File, brokerURL string, g *gateway.Gateway, up *upstream.Upstream, prober *upstream.Prober, dtlsTrs []*dtlstransport.Transport, lvl *zap.AtomicLevel, log *zap.Logger) (stop func(), err error) {
+func startAdmin(fc *config.File, brokerURL string, g *gateway.Gateway, up *upstream.Upstream, agg *aggregate.Upstream, prober *upstream.Prober, dtlsTrs []*dtlstransport.Transport, lvl *zap.AtomicLevel, log *zap.Logger) (stop func(), err error) {
 	var listeners []admin.Listener
 	for i, a := range g.Addrs() {
 		if i < len(fc.Listen.UDP) {
@@ -294,7 +311,7 @@ func startAdmin(fc *config.File, brokerURL string, g *gateway.Gateway, up *upstr
 		Broker:    upstream.RedactURL(brokerURL),
 		Listen:    fc.Admin.Listen,
 		Pprof:     fc.Admin.Pprof,
-		Mode:      "transparent", // one broker connection per node
+		Mode:      modeText(fc),
 		Build:     buildinfo.Read(),
 		// The broker link probe (broker.probe_interval): /readyz answers
 		// 503 with its reason while a real CONNECT fails.
@@ -302,6 +319,9 @@ func startAdmin(fc *config.File, brokerURL string, g *gateway.Gateway, up *upstr
 		Level:       lvl,
 		BrokerCheck: up.Ping,
 		Upstream:    func() admin.UpstreamStats { return admin.UpstreamStats(up.Stats()) },
+	}
+	if agg != nil {
+		cfg.Aggregate = func() admin.AggregateStats { return admin.AggregateStats(agg.Stats()) }
 	}
 	if len(dtlsTrs) > 0 {
 		cfg.DTLS = func() admin.DTLSStats {
@@ -366,7 +386,7 @@ func newLogger(level, format string, w io.Writer) (*zap.Logger, zap.AtomicLevel,
 	} else {
 		enc = zapcore.NewJSONEncoder(encCfg)
 	}
-	core := zapcore.NewCore(enc, zapcore.AddSync(w), lvl)
+	core := zapcore.NewCore(enc, zapcore.Lock(zapcore.AddSync(w)), lvl) // Lock: several goroutines log, and w may be any writer
 	return zap.New(core), lvl, nil
 }
 
@@ -394,4 +414,16 @@ func openStore(path string, log *zap.Logger) (store.Store, error) {
 	}
 	log.Info("durable session store open", zap.String("store.path", path))
 	return st, nil
+}
+
+// modeText describes broker.mode for the status page.
+func modeText(fc *config.File) string {
+	if !fc.Aggregating() {
+		return "transparent (one broker connection per node)"
+	}
+	n := fc.Aggregate().Connections
+	if n == 0 {
+		n = aggregate.DefaultConnections
+	}
+	return fmt.Sprintf("aggregating (%d shared broker connections)", n)
 }

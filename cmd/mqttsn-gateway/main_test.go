@@ -134,7 +134,8 @@ func TestBinaryServesAndStopsOnSIGTERM(t *testing.T) {
 		}
 	}
 	cfgFile := filepath.Join(t.TempDir(), "gateway.yaml")
-	if err := os.WriteFile(cfgFile, []byte("log:\n  level: info\n"), 0o600); err != nil {
+	// At debug: a node's "connected" line is a routine per-node event.
+	if err := os.WriteFile(cfgFile, []byte("log:\n  level: debug\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(bin, "--config", cfgFile, "--listen", "127.0.0.1:0", "--embedded-broker", "127.0.0.1:0", "--log-format", "json")
@@ -215,7 +216,7 @@ func TestBinaryServesAndStopsOnSIGTERM(t *testing.T) {
 
 	// SIGHUP reloads; it must not stop the gateway. The predefined topics
 	// change at once; gateway_id needs a restart, which is said at warn.
-	if err := os.WriteFile(cfgFile, []byte("log:\n  level: info\npredefined_topics:\n  5: bin/five\ngateway_id: 2\n"), 0o600); err != nil {
+	if err := os.WriteFile(cfgFile, []byte("log:\n  level: debug\npredefined_topics:\n  5: bin/five\ngateway_id: 2\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {

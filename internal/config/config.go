@@ -19,6 +19,7 @@ import (
 	"github.com/mqttsn-gateway/mqttsn-gateway/dtlstransport"
 	"github.com/mqttsn-gateway/mqttsn-gateway/gateway"
 	"github.com/mqttsn-gateway/mqttsn-gateway/upstream"
+	"github.com/mqttsn-gateway/mqttsn-gateway/upstream/aggregate"
 )
 
 // File is the configuration file's shape.
@@ -29,6 +30,8 @@ type File struct {
 	} `yaml:"listen"`
 	Broker struct {
 		URL                 string        `yaml:"url"`
+		Mode                string        `yaml:"mode"`
+		Connections         int           `yaml:"connections"`
 		Username            string        `yaml:"username"`
 		Password            string        `yaml:"password"`
 		ClientIDPrefix      string        `yaml:"client_id_prefix"`
@@ -43,6 +46,7 @@ type File struct {
 		ConnectTimeout      time.Duration `yaml:"connect_timeout"`
 		ReconnectBackoffMin time.Duration `yaml:"reconnect_backoff_min"`
 		ReconnectBackoffMax time.Duration `yaml:"reconnect_backoff_max"`
+		ReconnectRate       float64       `yaml:"reconnect_rate"`
 		ReceiveMaximum      uint16        `yaml:"receive_maximum"`
 		SessionExpiry       time.Duration `yaml:"session_expiry"`
 		WillDelay           time.Duration `yaml:"will_delay"`
@@ -83,6 +87,15 @@ type File struct {
 		InboxSize         int `yaml:"inbox_size"`
 		UpstreamWorkers   int `yaml:"upstream_workers"`
 		UDPReadBuffer     int `yaml:"udp_read_buffer"`
+		ReadBatch         int `yaml:"read_batch"`
+		// Bounds under abuse (issue 14).
+		MaxPendingPerNode int     `yaml:"max_pending_per_node"`
+		MaxPendingBytes   int64   `yaml:"max_pending_bytes"`
+		MaxTopicBytes     int     `yaml:"max_topic_bytes"`
+		MaxSubscriptions  int     `yaml:"max_subscriptions"`
+		MaxConnecting     int     `yaml:"max_connecting"`
+		MaxSessions       int     `yaml:"max_sessions"`
+		ConnectRatePerIP  float64 `yaml:"connect_rate_per_ip"`
 	} `yaml:"limits"`
 	Log struct {
 		Level  string `yaml:"level"`
@@ -124,6 +137,15 @@ type File struct {
 	// operations finish and the store is flushed within it.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
 }
+
+// Bridging modes (broker.mode).
+const (
+	ModeTransparent = "transparent"
+	ModeAggregating = "aggregating"
+)
+
+// MaxConnections bounds broker.connections.
+const MaxConnections = 64
 
 // Defaults of the command (the library's own defaults fill the rest).
 const (
@@ -340,6 +362,31 @@ func (c *File) Check() error {
 	default:
 		return fmt.Errorf("broker.protocol_version: %q: use \"5\", \"3.1.1\" or \"auto\"", c.Broker.ProtocolVersion)
 	}
+	switch c.Broker.Mode {
+	case "", ModeTransparent, ModeAggregating:
+	default:
+		return fmt.Errorf("broker.mode: %q: use \"transparent\" (one broker connection per node) or \"aggregating\" (all nodes over broker.connections shared ones)", c.Broker.Mode)
+	}
+	if c.Aggregating() {
+		// Per-node logins exist only where each node has its own broker
+		// connection.
+		if c.NodeAuth.Required {
+			return errors.New("node_auth.required: the broker checks node credentials on each node's own connection, which broker.mode \"aggregating\" does not have: use broker.mode \"transparent\", or turn node_auth.required off")
+		}
+		for key, v := range map[string]string{"broker.username": c.Broker.Username, "broker.password": c.Broker.Password} {
+			if strings.Contains(v, upstream.ClientIDPlaceholder) {
+				return fmt.Errorf("%s: %s names a node, but in broker.mode \"aggregating\" the gateway logs in once for all nodes: give one user, or use broker.mode \"transparent\"", key, upstream.ClientIDPlaceholder)
+			}
+		}
+	}
+	if n := c.Broker.Connections; n < 0 || n > MaxConnections {
+		return fmt.Errorf("broker.connections: %d: use 1 to %d (0: the default, %d)", n, MaxConnections, aggregate.DefaultConnections)
+	}
+	// Checked here too: upstream.New is only asked with a URL, and the
+	// gateway's QoS -1 connection to the embedded broker is paced as well.
+	if r := c.Broker.ReconnectRate; r < 0 || r != r { // NaN too
+		return fmt.Errorf("broker.reconnect_rate: %v: must be positive (reconnects per second, gateway-wide; default %d)", r, upstream.DefaultReconnectRate)
+	}
 	if q := c.Broker.MaxQoS; q != nil && *q > 2 {
 		return fmt.Errorf("broker.max_qos: %d: use 0, 1 or 2", *q)
 	}
@@ -391,6 +438,14 @@ func (c *File) Gateway() gateway.Config {
 		InboxSize:              c.Limits.InboxSize,
 		UpstreamWorkers:        c.Limits.UpstreamWorkers,
 		UDPReadBuffer:          c.Limits.UDPReadBuffer,
+		ReadBatch:              c.Limits.ReadBatch,
+		MaxPendingPerNode:      c.Limits.MaxPendingPerNode,
+		MaxPendingBytes:        c.Limits.MaxPendingBytes,
+		MaxTopicBytes:          c.Limits.MaxTopicBytes,
+		MaxSubscriptions:       c.Limits.MaxSubscriptions,
+		MaxConnecting:          c.Limits.MaxConnecting,
+		MaxSessions:            c.Limits.MaxSessions,
+		ConnectRatePerIP:       c.Limits.ConnectRatePerIP,
 		SessionExpiry:          c.Broker.SessionExpiry,
 		Listen:                 c.Listen.UDP,
 		DisableIdentityBinding: !c.bindIdentity(),
@@ -410,7 +465,46 @@ func (c *File) Upstream() upstream.Config {
 		ProtocolVersion: b.ProtocolVersion, MaxQoS: b.MaxQoS,
 		CAFile: b.CAFile, CertFile: b.CertFile, KeyFile: b.KeyFile, ServerName: b.ServerName,
 		InsecureSkipVerify: b.InsecureSkipVerify, KeepAlive: b.KeepAlive, ConnectTimeout: b.ConnectTimeout,
-		ReconnectBackoffMin: b.ReconnectBackoffMin, ReconnectBackoffMax: b.ReconnectBackoffMax,
+		ReconnectBackoffMin: b.ReconnectBackoffMin, ReconnectBackoffMax: b.ReconnectBackoffMax, ReconnectRate: b.ReconnectRate,
 		ReceiveMaximum: b.ReceiveMaximum, WillDelay: b.WillDelay, ProbeInterval: b.ProbeInterval,
 	}
+}
+
+// Aggregating reports whether broker.mode is "aggregating".
+func (c *File) Aggregating() bool { return c.Broker.Mode == ModeAggregating }
+
+// Mode returns broker.mode with its default filled in.
+func (c *File) Mode() string {
+	if c.Broker.Mode == "" {
+		return ModeTransparent
+	}
+	return c.Broker.Mode
+}
+
+// Aggregate returns the aggregating mode's configuration. The shared
+// connections are named after gateway_id (the upstream adds
+// broker.client_id_prefix), so that gateways on one broker do not take
+// each other's connections over as long as their ids or prefixes differ.
+// A disconnected CleanSession=0 node keeps at most sleep.max_buffered
+// messages, as a sleeping one does.
+func (c *File) Aggregate() aggregate.Config {
+	expiry, parked := c.Broker.SessionExpiry, c.Sleep.MaxBuffered
+	if expiry == 0 {
+		expiry = gateway.DefaultSessionExpiry
+	}
+	if parked == 0 {
+		parked = gateway.DefaultMaxBuffered
+	}
+	return aggregate.Config{
+		Connections:   c.Broker.Connections,
+		ClientID:      AggregateClientID(c.GatewayID),
+		SessionExpiry: expiry,
+		MaxParked:     parked,
+	}
+}
+
+// AggregateClientID is the stem of the shared connections' ClientIDs:
+// "mqttsn-gateway-<gateway_id>-shared", connections "-shared-0", "-shared-1", ...
+func AggregateClientID(gatewayID uint8) string {
+	return fmt.Sprintf("mqttsn-gateway-%d-shared", gatewayID)
 }

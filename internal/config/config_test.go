@@ -43,7 +43,7 @@ func TestExampleFile(t *testing.T) {
 		u.ReconnectBackoffMin != upstream.DefaultReconnectBackoffMin || u.ReconnectBackoffMax != upstream.DefaultReconnectBackoffMax ||
 		u.ReceiveMaximum != upstream.DefaultReceiveMaximum || u.WillDelay != upstream.DefaultWillDelay ||
 		u.ProtocolVersion != upstream.ProtocolAuto || u.MaxQoS == nil || *u.MaxQoS != upstream.DefaultMaxQoS ||
-		u.ProbeInterval != upstream.DefaultProbeInterval {
+		u.ProbeInterval != upstream.DefaultProbeInterval || u.ReconnectRate != upstream.DefaultReconnectRate {
 		t.Errorf("documented broker defaults differ from the code's: %+v", u)
 	}
 	d := c.DTLS
@@ -140,7 +140,23 @@ func TestErrorsNameTheKey(t *testing.T) {
 		{"broker:\n  protocol_version: \"4\"\n", "broker.protocol_version"},
 		{"broker:\n  protocol_version: v5\n", "broker.protocol_version"},
 		{"broker:\n  max_qos: 3\n", "broker.max_qos"},
+		{"broker:\n  mode: aggregated\n", "broker.mode"},
+		{"broker:\n  connections: -1\n", "broker.connections"},
+		{"broker:\n  connections: 1000\n", "broker.connections"},
+		{"broker:\n  mode: aggregating\nnode_auth:\n  required: true\n", "node_auth.required"},
+		{"broker:\n  mode: aggregating\n  username: \"{client_id}\"\n", "broker.username"},
+		{"broker:\n  reconnect_rate: -1\n", "broker.reconnect_rate"},
+		{"broker:\n  url: mqtt://x\n  reconnect_rate: -5\n", "broker.reconnect_rate"},
+		{"broker:\n  reconnect_rate: .nan\n", "broker.reconnect_rate"},
 		{"broker:\n  url: mqtt://x\n  max_qos: 3\n", "broker.max_qos"},
+		{"limits:\n  max_pending_per_node: -1\n", "limits.max_pending_per_node"},
+		{"limits:\n  max_pending_bytes: -1\n", "limits.max_pending_bytes"},
+		{"limits:\n  max_topic_bytes: -1\n", "limits.max_topic_bytes"},
+		{"limits:\n  max_subscriptions: -1\n", "limits.max_subscriptions"},
+		{"limits:\n  max_connecting: -1\n", "limits.max_connecting"},
+		{"limits:\n  max_sessions: -1\n", "limits.max_sessions"},
+		{"limits:\n  connect_rate_per_ip: -2\n", "limits.connect_rate_per_ip"},
+		{"limits:\n  max_pending_per_nod: 1\n", `did you mean "max_pending_per_node"?`},
 	} {
 		_, err := Parse(strings.NewReader(c.yaml))
 		if err == nil || !strings.Contains(err.Error(), c.want) {
@@ -241,5 +257,22 @@ func TestStoreKeys(t *testing.T) {
 	c.Store.Path = dir + "/missing/state.db"
 	if err := c.CheckStart(); err == nil || !strings.Contains(err.Error(), "store.path") || !strings.Contains(err.Error(), "does not exist") {
 		t.Errorf("missing folder: %v", err)
+	}
+}
+
+// broker.mode and broker.connections reach the aggregator's settings; the
+// shared connections are named after gateway_id.
+func TestAggregateSettings(t *testing.T) {
+	c, err := Parse(strings.NewReader("broker:\n  mode: aggregating\n  connections: 3\n  session_expiry: 1h\ngateway_id: 7\nsleep:\n  max_buffered: 50\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := c.Aggregate()
+	if !c.Aggregating() || c.Mode() != ModeAggregating || a.Connections != 3 || a.ClientID != "mqttsn-gateway-7-shared" ||
+		a.SessionExpiry != time.Hour || a.MaxParked != 50 {
+		t.Errorf("mode %q, aggregate config %+v", c.Mode(), a)
+	}
+	if d := Default(); d.Aggregating() || d.Mode() != ModeTransparent {
+		t.Errorf("default mode %q", d.Mode())
 	}
 }

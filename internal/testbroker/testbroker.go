@@ -6,6 +6,7 @@ package testbroker
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -39,8 +40,14 @@ type Target struct {
 	// V311Only is set for brokers that speak MQTT 3.1.1 only (RabbitMQ):
 	// test clients must not use MQTT 5 on them.
 	V311Only bool
-	ctl      *control
+	// Mode is the gateway's broker.mode under test ("" is transparent,
+	// "aggregating"); test harnesses set it, testgw honours it.
+	Mode string
+	ctl  *control
 }
+
+// Aggregating is Target.Mode for a gateway in aggregating mode.
+const Aggregating = "aggregating"
 
 type control struct {
 	mu   sync.Mutex
@@ -195,6 +202,28 @@ func (tg Target) Output() string {
 
 // Addr returns the broker's host:port.
 func (tg Target) Addr() string { return tg.ctl.addr }
+
+// InProcess reports whether the target is the embedded broker, which
+// Dial reaches without a socket.
+func (tg Target) InProcess() bool { return tg.ctl != nil && tg.ctl.path == "" && !tg.ctl.external }
+
+// Dial opens an in-process connection to the running embedded broker (an
+// upstream.Config.Dial), as the gateway does with no broker.url. While
+// the broker is stopped it fails as a stopped broker's port does
+// (connection refused), and it reaches the broker started again after a
+// restart. For other targets it always fails.
+func (tg Target) Dial(ctx context.Context) (net.Conn, error) {
+	if !tg.InProcess() {
+		return nil, fmt.Errorf("testbroker: %s is not reachable in-process", tg.Name)
+	}
+	tg.ctl.mu.Lock()
+	b := tg.ctl.emb
+	tg.ctl.mu.Unlock()
+	if b == nil {
+		return nil, &net.OpError{Op: "dial", Net: "memory", Err: syscall.ECONNREFUSED}
+	}
+	return b.Dial(ctx)
+}
 
 // Broker returns the running embedded broker (for inline Subscribe and
 // Publish), or nil for mosquitto or while stopped.

@@ -7,6 +7,8 @@ package testgw
 import (
 	"context"
 	"errors"
+	"fmt"
+	"hash/fnv"
 	"net"
 	"strconv"
 	"sync"
@@ -51,17 +53,42 @@ func StartAggregating(t testing.TB, tg testbroker.Target, cfg gateway.Config, ac
 	t.Helper()
 	var agg *aggregate.Upstream
 	g := start(t, tg, cfg, upstream.Config{}, func(up gateway.Upstream) gateway.Upstream {
-		agg = aggregate.New(up, acfg, Logger(t).Named("aggregate"))
-		t.Cleanup(func() { // runs after the gateway's Shutdown
-			ctx, cancel := context.WithTimeout(context.Background(), Wait)
-			defer cancel()
-			if err := agg.Close(ctx); err != nil {
-				t.Errorf("aggregate Close: %v", err)
-			}
-		})
+		agg = aggregated(t, up, acfg)
 		return agg
 	}, opts...)
 	return g, agg
+}
+
+// ForMode returns up for a gateway in tg's mode: up itself in transparent
+// mode, an aggregator over two shared sessions of up (closed in t.Cleanup)
+// in aggregating mode. Tests that make their own upstream pass it through
+// ForMode to run in both modes.
+func ForMode(t testing.TB, tg testbroker.Target, up gateway.Upstream) gateway.Upstream {
+	if tg.Mode != testbroker.Aggregating {
+		return up
+	}
+	return aggregated(t, up, aggregate.Config{Connections: 2, ClientID: SharedClientID(t)})
+}
+
+// aggregated wraps up in an aggregator closed in t.Cleanup.
+func aggregated(t testing.TB, up gateway.Upstream, acfg aggregate.Config) *aggregate.Upstream {
+	agg := aggregate.New(up, acfg, Logger(t).Named("aggregate"))
+	t.Cleanup(func() { // runs after the gateway's Shutdown
+		ctx, cancel := context.WithTimeout(context.Background(), Wait)
+		defer cancel()
+		if err := agg.Close(ctx); err != nil {
+			t.Errorf("aggregate Close: %v", err)
+		}
+	})
+	return agg
+}
+
+// SharedClientID names a test's shared connections in aggregating mode:
+// short, valid on every broker, and different per test.
+func SharedClientID(t testing.TB) string {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(t.Name()))
+	return fmt.Sprintf("agg-%08x", h.Sum32())
 }
 
 func start(t testing.TB, tg testbroker.Target, cfg gateway.Config, ucfg upstream.Config, wrap func(gateway.Upstream) gateway.Upstream, opts ...gateway.Option) *gateway.Gateway {
@@ -74,16 +101,25 @@ func start(t testing.TB, tg testbroker.Target, cfg gateway.Config, ucfg upstream
 	if err != nil {
 		t.Fatalf("upstream: %v", err)
 	}
-	var gu gateway.Upstream = up
+	var gu gateway.Upstream
 	if wrap != nil {
 		gu = wrap(up)
+	} else {
+		gu = ForMode(t, tg, up)
 	}
 	return StartUpstream(t, gu, cfg, opts...)
 }
 
 // UpstreamConfig fills in what tests leave out of ucfg: the target's URL,
-// protocol version and QoS cap, and short reconnect backoffs.
+// protocol version and QoS cap, and short reconnect backoffs. A test that
+// leaves URL and Dial empty on the embedded broker gets what the gateway
+// gets with no broker.url: the in-process connection (tg.Dial), with the
+// URL only naming the broker. Outside clients (watchers) still reach it
+// over TCP at tg.URL; a test that sets URL itself dials TCP too.
 func UpstreamConfig(tg testbroker.Target, ucfg upstream.Config) upstream.Config {
+	if ucfg.URL == "" && ucfg.Dial == nil && tg.InProcess() {
+		ucfg.Dial = tg.Dial
+	}
 	if ucfg.URL == "" {
 		ucfg.URL = tg.URL
 	}

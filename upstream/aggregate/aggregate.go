@@ -147,6 +147,7 @@ type Upstream struct {
 }
 
 var _ gateway.Upstream = (*Upstream)(nil)
+var _ gateway.ReconnectPacer = (*Upstream)(nil)
 
 // lane is one shared connection and the filters subscribed on it.
 type lane struct {
@@ -235,7 +236,7 @@ func (u *Upstream) run(l *lane) {
 			u.mu.Unlock()
 			l.tryOnce.Do(func() { close(l.tried) })
 			log.Warn("shared broker connection not open; retrying", zap.Duration("retry_in", backoff), zap.Error(err))
-			if !sleep(u.ctx, jitter(backoff)) {
+			if !sleep(u.ctx, jitter(backoff)) || !sleep(u.ctx, u.ReconnectSlot()) {
 				return
 			}
 			backoff = min(2*backoff, u.cfg.ReopenBackoffMax)
@@ -280,10 +281,34 @@ func (u *Upstream) run(l *lane) {
 			}
 		default:
 		}
-		if !sleep(u.ctx, jitter(wait)) {
+		if !sleep(u.ctx, jitter(wait)) || !sleep(u.ctx, u.ReconnectSlot()) {
 			return
 		}
 	}
+}
+
+// ReconnectBackoff is the base upstream's (gateway.ReconnectPacer), so
+// that the gateway's QoS -1 connection retries as every connection does;
+// with a base that has none, the reopen backoff.
+func (u *Upstream) ReconnectBackoff(failures int) time.Duration {
+	if p, ok := u.base.(gateway.ReconnectPacer); ok {
+		return p.ReconnectBackoff(failures)
+	}
+	d := u.cfg.ReopenBackoffMin
+	for i := 1; i < failures && d < u.cfg.ReopenBackoffMax; i++ {
+		d *= 2
+	}
+	return jitter(min(d, u.cfg.ReopenBackoffMax))
+}
+
+// ReconnectSlot takes a slot on the base upstream's gateway-wide
+// reconnect limiter (broker.reconnect_rate), which the shared
+// connections' reopens use too; 0 when the base has none.
+func (u *Upstream) ReconnectSlot() time.Duration {
+	if p, ok := u.base.(gateway.ReconnectPacer); ok {
+		return p.ReconnectSlot()
+	}
+	return 0
 }
 
 func (u *Upstream) closeSession(s gateway.Session) {
@@ -316,6 +341,12 @@ func (u *Upstream) Open(ctx context.Context, opts gateway.SessionOptions, delive
 		u.mu.Unlock()
 		return nil, fmt.Errorf("aggregate: shared connection %d: %w", l.idx, err)
 	}
+	if c, ok := l.sess.(interface{ Connected() bool }); ok && !c.Connected() {
+		// Reconnecting: a node connecting now is told to come back later,
+		// as in transparent mode.
+		u.mu.Unlock()
+		return nil, fmt.Errorf("aggregate: shared connection %d: %w", l.idx, ErrConnectionDown)
+	}
 	var release []string
 	n := u.nodes[opts.ClientID]
 	resume := n != nil && n.parked() && !opts.CleanStart
@@ -331,6 +362,16 @@ func (u *Upstream) Open(ctx context.Context, opts gateway.SessionOptions, delive
 	u.mu.Unlock()
 	u.unsubscribeAll(ctx, release)
 	n.attach(h, opts, deliver)
+	if !resume && !opts.CleanStart {
+		// A node the gateway kept (a restart: SessionOptions.Subscriptions)
+		// that this aggregator does not know: its subscriptions again.
+		for f, q := range opts.Subscriptions {
+			if _, err := u.subscribe(ctx, n, f, q); err != nil {
+				_ = h.Close(ctx)
+				return nil, fmt.Errorf("aggregate: restoring subscription %q: %w", f, err)
+			}
+		}
+	}
 	return h, nil
 }
 
@@ -632,6 +673,9 @@ func jitter(d time.Duration) time.Duration {
 }
 
 func sleep(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -47,7 +48,10 @@ type fakeSession struct {
 	grant   byte        // 0: grant what was asked
 	once    sync.Once
 	done    chan struct{}
+	down    atomic.Bool // reconnecting: Connected reports false
 }
+
+func (s *fakeSession) Connected() bool { return !s.down.Load() }
 
 func (s *fakeSession) Publish(_ context.Context, m gateway.Message) error {
 	s.ops <- fmt.Sprintf("pub %s %d", m.Topic, m.QoS)
@@ -333,6 +337,21 @@ func TestOpenReportsWhyTheConnectionIsDown(t *testing.T) {
 	}
 }
 
+// While a shared connection reconnects, a node whose publishes would use it
+// is refused (the gateway answers CONNACK congestion), as a transparent
+// node's own connection would be.
+func TestOpenRefusedWhileTheConnectionReconnects(t *testing.T) {
+	u, _, lanes := start(t, Config{Connections: 1})
+	lanes[0].down.Store(true)
+	if _, err := u.Open(context.Background(), gateway.SessionOptions{ClientID: "x", CleanStart: true}, func(gateway.Message) {}); !errors.Is(err, ErrConnectionDown) {
+		t.Fatalf("Open while down: %v, want ErrConnectionDown", err)
+	}
+	lanes[0].down.Store(false)
+	if _, err := u.Open(context.Background(), gateway.SessionOptions{ClientID: "x", CleanStart: true}, func(gateway.Message) {}); err != nil {
+		t.Fatalf("Open once back: %v", err)
+	}
+}
+
 type permanentErr struct{}
 
 func (permanentErr) Error() string   { return "not authorized" }
@@ -347,4 +366,72 @@ func TestPublishUsesTheNodesConnection(t *testing.T) {
 		t.Fatal(err)
 	}
 	laneSession(b, laneOf("pub-node", 4)).expect(t, "pub up 1")
+}
+
+// pacedBase is a fakeBase with a gateway-wide reconnect limiter: it counts
+// Opens and slots taken.
+type pacedBase struct {
+	*fakeBase
+	mu           sync.Mutex
+	opens, slots int
+}
+
+func (p *pacedBase) Open(ctx context.Context, opts gateway.SessionOptions, deliver func(gateway.Message)) (gateway.Session, error) {
+	p.mu.Lock()
+	p.opens++
+	p.mu.Unlock()
+	return p.fakeBase.Open(ctx, opts, deliver)
+}
+
+func (p *pacedBase) ReconnectBackoff(failures int) time.Duration {
+	return time.Duration(failures) * time.Millisecond
+}
+
+func (p *pacedBase) ReconnectSlot() time.Duration {
+	p.mu.Lock()
+	p.slots++
+	p.mu.Unlock()
+	return 0
+}
+
+func (p *pacedBase) counts() (opens, slots int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.opens, p.slots
+}
+
+// Reopening a shared connection takes a slot on the base's reconnect
+// limiter (broker.reconnect_rate) each time, and the aggregator passes the
+// base's backoff and limiter on to the gateway (its QoS -1 connection).
+func TestReopenTakesASlotOnTheBasesLimiter(t *testing.T) {
+	b := &pacedBase{fakeBase: newFakeBase()}
+	b.openErr = errors.New("broker down")
+	u := New(b, Config{Connections: 2, ReopenBackoffMin: time.Millisecond, ReopenBackoffMax: time.Millisecond}, nil)
+	defer func() { _ = u.Close(context.Background()) }()
+	if d := u.ReconnectBackoff(7); d != 7*time.Millisecond {
+		t.Fatalf("ReconnectBackoff(7) = %v, want the base's 7ms", d)
+	}
+	// The lanes retry with no event to wait on: poll.
+	deadline := time.Now().Add(wait)
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	for {
+		opens, slots := b.counts()
+		// Every open but each lane's first waited for a slot.
+		if opens > slots+2 {
+			t.Fatalf("%d opens on %d slots", opens, slots)
+		}
+		if opens >= 10 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d opens", opens)
+		}
+		<-tick.C
+	}
+	_, before := b.counts()
+	u.ReconnectSlot()
+	if _, after := b.counts(); after <= before {
+		t.Fatal("ReconnectSlot did not take the base's slot")
+	}
 }
