@@ -107,6 +107,9 @@ func (p *stallProxy) set(paused bool) {
 // PUBREC; the broker gets every message exactly once.
 func TestQoS2BrokerStallNoDuplicates(t *testing.T) {
 	ForEachBroker(t, func(t *testing.T, tg testbroker.Target) {
+		if tg.Mode == testbroker.Aggregating {
+			t.Skip("aggregating mode: the shared sessions do not report their QoS 2 packets to the node's tracker yet, so a timed-out QoS 2 PUBLISH is answered congestion as before (README, Durable state)")
+		}
 		proxy := newStallProxy(t, tg.Addr())
 		timeout := 300 * time.Millisecond
 		g := testgw.StartWith(t, tg, gateway.Config{UpstreamTimeout: timeout},
