@@ -16,7 +16,8 @@
 # bench/results/summary.md, logs in bench/results/logs/.
 # Environment: OUT (results directory), MOSQUITTO (binary), DURATION
 # (seconds per throughput run), ROUNDS ("mosquitto embedded modes"),
-# PASSES (interleaved passes of the modes round's QoS 1 comparison, 2).
+# PASSES (interleaved passes of the modes round's QoS 1 comparison, 2),
+# MODES (parts of the modes round: "qos1 qos0 connect").
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -26,6 +27,7 @@ OUT=${OUT:-$ROOT/bench/results}
 MOSQUITTO=${MOSQUITTO:-$(command -v mosquitto || echo /usr/sbin/mosquitto)}
 ROUNDS=${ROUNDS:-"mosquitto embedded modes"}
 PASSES=${PASSES:-2}
+MODES=${MODES:-"qos1 qos0 connect"}
 WORK=$(mktemp -d /tmp/mqttsn-bench.XXXXXX)
 BIN=$WORK/bin
 BENCH=$BIN/mqttsn-bench
@@ -284,37 +286,45 @@ ratio() {
 # "a-" rows). Each QoS 1 pass runs transparent nodes, direct publishers
 # and aggregating nodes back to back, so each ratio is measured minutes
 # apart at most on this shared machine.
+has_mode() { [[ " $MODES " == *" $1 "* ]]; }
+
 run_modes() {
 	local pass p
-	for ((pass = 1; pass <= PASSES; pass++)); do
-		p=a-01-p$pass
-		start_gateway modes "qos1-transparent-$pass" transparent
-		bench "$p-qos1-transparent" publish -n 100 -qos 1 -window 1 -duration "${DURATION}s" -drain "$DRAIN"
-		stop_gateway
-		bench "$p-qos1-direct" direct -n 100 -qos 1 -window 1 -duration "${DURATION}s" -drain "$DRAIN"
-		start_gateway modes "qos1-aggregating-$pass" aggregating
-		bench "$p-qos1-aggregating" publish -n 100 -qos 1 -window 1 -duration "${DURATION}s" -drain "$DRAIN"
-		stop_gateway
-		ratio "$p-qos1-transparent" "$p-qos1-direct"
-		ratio "$p-qos1-aggregating" "$p-qos1-direct"
-	done
+	if has_mode qos1; then
+		for ((pass = 1; pass <= PASSES; pass++)); do
+			p=a-01-p$pass
+			start_gateway modes "qos1-transparent-$pass" transparent
+			bench "$p-qos1-transparent" publish -n 100 -qos 1 -window 1 -duration "${DURATION}s" -drain "$DRAIN"
+			stop_gateway
+			bench "$p-qos1-direct" direct -n 100 -qos 1 -window 1 -duration "${DURATION}s" -drain "$DRAIN"
+			start_gateway modes "qos1-aggregating-$pass" aggregating
+			bench "$p-qos1-aggregating" publish -n 100 -qos 1 -window 1 -duration "${DURATION}s" -drain "$DRAIN"
+			stop_gateway
+			ratio "$p-qos1-transparent" "$p-qos1-direct"
+			ratio "$p-qos1-aggregating" "$p-qos1-direct"
+		done
+	fi
 
 	# QoS 0 offered at QOS0_RATE from 100 nodes, aggregating, beside the
 	# same load from direct publishers.
-	start_gateway modes qos0-aggregating aggregating
-	bench "a-02-qos0-$QOS0_RATE-aggregating" publish -n 100 -qos 0 -rate "$QOS0_RATE" -duration "${DURATION}s" -drain "$DRAIN"
-	stop_gateway
-	bench "a-02-qos0-$QOS0_RATE-direct" direct -n 100 -qos 0 -rate "$QOS0_RATE" -duration "${DURATION}s" -drain "$DRAIN"
-	ratio "a-02-qos0-$QOS0_RATE-aggregating" "a-02-qos0-$QOS0_RATE-direct"
+	if has_mode qos0; then
+		start_gateway modes qos0-aggregating aggregating
+		bench "a-02-qos0-$QOS0_RATE-aggregating" publish -n 100 -qos 0 -rate "$QOS0_RATE" -duration "${DURATION}s" -drain "$DRAIN"
+		stop_gateway
+		bench "a-02-qos0-$QOS0_RATE-direct" direct -n 100 -qos 0 -rate "$QOS0_RATE" -duration "${DURATION}s" -drain "$DRAIN"
+		ratio "a-02-qos0-$QOS0_RATE-aggregating" "a-02-qos0-$QOS0_RATE-direct"
+	fi
 
 	# BIG_N nodes behind forwarders of NODES_PER_SOCKET nodes, aggregating:
 	# time to all CONNACKs and RSS per node; then BIG_SLEEPERS of them
 	# sleep and wake in cycles, one QoS 1 message each per cycle, while
 	# the others stay connected.
-	start_gateway modes connect-aggregating aggregating
-	bench "a-03-connect-$BIG_N-aggregating" connect -n "$BIG_N" -nodes-per-socket "$NODES_PER_SOCKET" -rate 5000 -hold 5s \
-		-sleepers "$BIG_SLEEPERS" -qos 1 -cycles "$SLEEPY_CYCLES" -connect-rate 2000 -drain "$SLOW_DRAIN"
-	stop_gateway
+	if has_mode connect; then
+		start_gateway modes connect-aggregating aggregating
+		bench "a-03-connect-$BIG_N-aggregating" connect -n "$BIG_N" -nodes-per-socket "$NODES_PER_SOCKET" -rate 5000 -hold 5s \
+			-sleepers "$BIG_SLEEPERS" -qos 1 -cycles "$SLEEPY_CYCLES" -connect-rate 2000 -drain "$SLOW_DRAIN"
+		stop_gateway
+	fi
 }
 
 mkdir -p "$OUT/logs"
