@@ -102,7 +102,7 @@ func newForwarder(set *linkSet, num int, raddr *net.UDPAddr) (*forwarder, error)
 // on a node: a full inbox drops the message.
 func (f *forwarder) readLoop() {
 	defer close(f.done)
-	buf := make([]byte, 65536)
+	buf := make([]byte, f.set.bufSize+encapHeaderLen) // what a node's own socket reads, plus the header
 	for {
 		k, err := f.c.Read(buf)
 		if errors.Is(err, net.ErrClosed) {
