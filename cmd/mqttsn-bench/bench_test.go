@@ -5,6 +5,7 @@ import (
 	"context"
 	"io"
 	"math/rand/v2"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -255,7 +256,12 @@ func TestScenariosThroughForwarders(t *testing.T) {
 					}
 					return res
 				}
-				res := run("connect", "-n", "10", "-rate", "1000", "-hold", "0s", "-sleepers", "3", "-cycles", "2", "-settle", "100ms", "-qos", "1")
+				// The gateway runs in this process: its memory is read there.
+				res := run("connect", "-n", "10", "-rate", "1000", "-hold", "0s", "-sleepers", "3", "-cycles", "2", "-settle", "100ms", "-qos", "1",
+					"-gateway-pid", strconv.Itoa(os.Getpid()))
+				if res.RSSBeforeKiB == 0 || res.RSSAfterKiB == 0 {
+					t.Errorf("connect: gateway RSS not read (%d KiB before, %d KiB after)", res.RSSBeforeKiB, res.RSSAfterKiB)
+				}
 				if res.Acked != 6 || res.Delivered != 6 || res.Lost != 0 || res.Duplicates != 0 {
 					t.Errorf("sleepers: acked %d, delivered %d, lost %d, dup %d; want 6, 6, 0, 0", res.Acked, res.Delivered, res.Lost, res.Duplicates)
 				}
