@@ -72,6 +72,7 @@ func ForMode(t testing.TB, tg testbroker.Target, up gateway.Upstream) gateway.Up
 
 // aggregated wraps up in an aggregator closed in t.Cleanup.
 func aggregated(t testing.TB, up gateway.Upstream, acfg aggregate.Config) *aggregate.Upstream {
+	t.Helper()
 	agg := aggregate.New(up, acfg, Logger(t).Named("aggregate"))
 	t.Cleanup(func() { // runs after the gateway's Shutdown
 		ctx, cancel := context.WithTimeout(context.Background(), Wait)
@@ -86,6 +87,7 @@ func aggregated(t testing.TB, up gateway.Upstream, acfg aggregate.Config) *aggre
 // SharedClientID names a test's shared connections in aggregating mode:
 // short, valid on every broker, and different per test.
 func SharedClientID(t testing.TB) string {
+	t.Helper()
 	h := fnv.New32a()
 	_, _ = h.Write([]byte(t.Name()))
 	return fmt.Sprintf("agg-%08x", h.Sum32())
