@@ -65,6 +65,7 @@ func StartAggregating(t testing.TB, tg testbroker.Target, cfg gateway.Config, ac
 // in aggregating mode. Tests that make their own upstream pass it through
 // ForMode to run in both modes.
 func ForMode(t testing.TB, tg testbroker.Target, up gateway.Upstream) gateway.Upstream {
+	t.Helper()
 	if tg.Mode != testbroker.Aggregating {
 		return up
 	}
@@ -89,6 +90,7 @@ func aggregated(t testing.TB, up gateway.Upstream, acfg aggregate.Config) *aggre
 // mode: short, valid on every broker, and different per gateway (a test
 // may run two on one broker).
 func SharedClientID(t testing.TB) string {
+	t.Helper()
 	h := fnv.New32a()
 	_, _ = h.Write([]byte(t.Name()))
 	return fmt.Sprintf("agg-%08x-%d", h.Sum32(), sharedSeq.Add(1))
