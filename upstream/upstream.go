@@ -139,25 +139,17 @@ func (u *Upstream) dial(ctx context.Context) (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	// paho writes packets from several goroutines and serialises them when
-	// the connection is a sync.Locker. Embedding *net.TCPConn (rather than
-	// paho's own wrapper around net.Conn) keeps its writev path: one
-	// syscall per packet instead of four, the largest cost in the profile
-	// of QoS 1 traffic.
-	if tc, ok := conn.(*net.TCPConn); ok {
-		return &lockedTCPConn{TCPConn: tc}, nil
+	if u.cfg.Dial != nil {
+		// In-process: a write is a copy, not a system call.
+		return &lockedConn{Conn: conn}, nil
 	}
-	return &lockedConn{Conn: conn}, nil
+	// paho writes packets from several goroutines and serialises them when
+	// the connection is a sync.Locker; the coalescing connection also
+	// combines the packets written at the same time into one system call.
+	return newCoalescingConn(conn), nil
 }
 
-// lockedTCPConn is a TCP connection that paho locks around each packet.
-type lockedTCPConn struct {
-	*net.TCPConn
-	sync.Mutex
-}
-
-// lockedConn is any other connection (TLS) that paho locks around each
-// packet.
+// lockedConn is a connection that paho locks around each packet.
 type lockedConn struct {
 	net.Conn
 	sync.Mutex

@@ -2,12 +2,19 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"io"
 	"math/rand/v2"
+	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mqttsn-gateway/mqttsn-gateway/gateway"
+	"github.com/mqttsn-gateway/mqttsn-gateway/internal/testbroker"
+	"github.com/mqttsn-gateway/mqttsn-gateway/internal/testgw"
 )
 
 func TestParseArgs(t *testing.T) {
@@ -204,6 +211,66 @@ func TestHelpAndVersionOnStdout(t *testing.T) {
 		var o, e strings.Builder
 		if code := run([]string{arg}, &o, &e); code != 0 || o.Len() == 0 || e.Len() != 0 {
 			t.Errorf("%s: exit %d, stdout %q, stderr %q", arg, code, o.String(), e.String())
+		}
+	}
+}
+
+// A small run against a real gateway and broker, with each node on its own
+// socket and with nodes behind simulated forwarders, in both bridging
+// modes: every node connects, every acknowledged message arrives, and
+// the sleepers get what was published while they slept.
+func TestScenariosThroughForwarders(t *testing.T) {
+	for _, mode := range []string{"", testbroker.Aggregating} {
+		for _, k := range []int{1, 4} {
+			name := "transparent"
+			if mode != "" {
+				name = mode
+			}
+			t.Run(name+"/nodes-per-socket-"+strconv.Itoa(k), func(t *testing.T) {
+				t.Parallel()
+				tg := testbroker.EmbeddedTarget(t)
+				tg.Mode = mode
+				g := testgw.Start(t, tg, gateway.Config{})
+				gw := g.Addrs()[0].String()
+				run := func(args ...string) *Result {
+					t.Helper()
+					args = append(args, "-gateway", gw, "-broker", tg.URL, "-nodes-per-socket", strconv.Itoa(k), "-retry", "2s", "-drain", "5s")
+					cfg, err := parseArgs(args, io.Discard)
+					if err != nil {
+						t.Fatal(err)
+					}
+					res, err := scenario(cfg.scenario)(context.Background(), cfg)
+					if err != nil {
+						t.Fatalf("%s: %v", cfg.scenario, err)
+					}
+					res.finish(cfg)
+					var out strings.Builder
+					res.print(&out)
+					t.Log(out.String())
+					wantSockets := (cfg.n + k - 1) / k
+					if res.Connected != cfg.n || res.ConnectFailed != 0 || res.ErrorCount != 0 || res.Sockets != wantSockets {
+						t.Errorf("%s: connected %d, failed %d, errors %v, sockets %d (want %d)", cfg.scenario, res.Connected, res.ConnectFailed, res.Errors, res.Sockets, wantSockets)
+					}
+					if res.ForwarderDrops != 0 || res.ForwarderStray != 0 {
+						t.Errorf("%s: forwarders dropped %d, %d stray", cfg.scenario, res.ForwarderDrops, res.ForwarderStray)
+					}
+					return res
+				}
+				// The gateway runs in this process: its memory is read there.
+				res := run("connect", "-n", "10", "-rate", "1000", "-hold", "0s", "-sleepers", "3", "-cycles", "2", "-settle", "100ms", "-qos", "1",
+					"-gateway-pid", strconv.Itoa(os.Getpid()))
+				if res.RSSBeforeKiB == 0 || res.RSSAfterKiB == 0 {
+					t.Errorf("connect: gateway RSS not read (%d KiB before, %d KiB after)", res.RSSBeforeKiB, res.RSSAfterKiB)
+				}
+				if res.Acked != 6 || res.Delivered != 6 || res.Lost != 0 || res.Duplicates != 0 {
+					t.Errorf("sleepers: acked %d, delivered %d, lost %d, dup %d; want 6, 6, 0, 0", res.Acked, res.Delivered, res.Lost, res.Duplicates)
+				}
+				res = run("publish", "-n", "10", "-qos", "1", "-count", "20")
+				if res.Offered != 200 || res.Acked != 200 || res.Delivered != 200 || res.Lost != 0 || res.LostAcked != 0 || res.Duplicates != 0 {
+					t.Errorf("publish: offered %d, acked %d, delivered %d, lost %d (acked %d), dup %d; want 200 of each, 0 lost",
+						res.Offered, res.Acked, res.Delivered, res.Lost, res.LostAcked, res.Duplicates)
+				}
+			})
 		}
 	}
 }

@@ -1,13 +1,15 @@
 // Command mqttsn-bench is a load generator for MQTT-SN gateways. It
 // simulates many nodes over UDP (one socket per node, as real nodes have
-// one address each) and watches the MQTT broker behind the gateway with
+// one address each, or --nodes-per-socket nodes behind each simulated
+// forwarder, as behind an 802.15.4 border router) and watches the MQTT broker behind the gateway with
 // its own MQTT client, so that it can tell what was offered, what the
 // gateway acknowledged and what actually reached the broker.
 //
 // Scenarios:
 //
 //	connect  N nodes CONNECT at a rate; connect latency, time to all connected,
-//	         gateway memory per node (with --gateway-pid)
+//	         gateway memory per node (with --gateway-pid); with --sleepers,
+//	         that many of them then sleep and wake as in sleepy
 //	publish  N nodes publish at QoS -1/0/1/2, at a rate or as fast as the
 //	         in-flight window allows; an MQTT subscriber counts deliveries,
 //	         loss and duplicates (sequence numbers) and end-to-end latency
@@ -70,6 +72,10 @@ type config struct {
 	settle      time.Duration
 	workers     int
 	subQoS      int
+	// nodesPerSocket > 1 puts that many nodes behind each simulated
+	// forwarder socket (spec §5.5 encapsulation).
+	nodesPerSocket int
+	sleepers       int
 }
 
 const usage = `mqttsn-bench: load generator for MQTT-SN gateways
@@ -136,6 +142,8 @@ func parseArgs(args []string, stderr io.Writer) (*config, error) {
 	fs.DurationVar(&cfg.sleep, "sleep", 10*time.Minute, "sleepy: sleep duration announced in DISCONNECT")
 	fs.DurationVar(&cfg.settle, "settle", time.Second, "sleepy: pause between publishing and waking the nodes")
 	fs.IntVar(&cfg.subQoS, "sub-qos", -1, "QoS of the watching MQTT subscriber (default: the scenario's QoS, at least 0)")
+	fs.IntVar(&cfg.nodesPerSocket, "nodes-per-socket", 1, "nodes per UDP socket: 1 gives each node its own socket; K > 1 puts K nodes behind each simulated forwarder, which encapsulates their messages with a Wireless Node Id (spec 5.5), so 100,000 nodes fit in 100,000/K descriptors")
+	fs.IntVar(&cfg.sleepers, "sleepers", 0, "connect: this many of the nodes subscribe, then sleep and wake in --cycles cycles with one --qos message each, while the others stay connected")
 	fs.IntVar(&cfg.workers, "publishers", 16, "sleepy, fanout: concurrent publishes of the MQTT publisher")
 	if err := fs.Parse(args[1:]); err != nil {
 		return nil, err
@@ -181,6 +189,12 @@ func (c *config) validate() error {
 		return fmt.Errorf("-sub-qos %d: want 0, 1 or 2", c.subQoS)
 	case c.workers < 1:
 		return errors.New("-publishers must be at least 1")
+	case c.nodesPerSocket < 1 || c.nodesPerSocket > 65535:
+		return errors.New("-nodes-per-socket between 1 and 65535")
+	case c.sleepers < 0 || c.sleepers > c.n:
+		return errors.New("-sleepers between 0 and -n")
+	case c.sleepers > 0 && c.scenario != "connect":
+		return errors.New("-sleepers exists only for connect (the sleepy scenario makes every node sleepy)")
 	}
 	c.broker = strings.TrimPrefix(c.broker, "mqtt://")
 	tag := fmt.Sprintf("%x", time.Now().UnixNano()&0xffffff)
@@ -222,7 +236,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "mqttsn-bench: %v\n", err)
 		return 2
 	}
-	raiseFileLimit(cfg.n+1024, stderr)
+	raiseFileLimit((cfg.n+cfg.nodesPerSocket-1)/cfg.nodesPerSocket+1024, stderr)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	res, err := scenario(cfg.scenario)(ctx, cfg)

@@ -3,21 +3,20 @@ package main
 import (
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"time"
 
 	sn "github.com/mqttsn-gateway/mqttsn-gateway/snpacket"
 )
 
-// node is one simulated MQTT-SN client: its own UDP socket (the gateway
-// tells nodes apart by address), reusable buffers, and its protocol state.
-// A node is driven by one goroutine at a time.
+// node is one simulated MQTT-SN client: its link to the gateway (a UDP
+// socket of its own, or a place behind a simulated forwarder), a reusable
+// buffer, and its protocol state. A node is driven by one goroutine at a
+// time.
 type node struct {
 	idx     int
 	id      string
-	c       *net.UDPConn
-	rbuf    []byte
+	l       link
 	wbuf    []byte
 	msgID   uint16
 	topicID uint16 // the node's publish or subscribe topic id
@@ -32,23 +31,22 @@ type node struct {
 
 var errGatewayDisconnect = errors.New("gateway sent DISCONNECT")
 
-func newNode(cfg *config, idx int, raddr *net.UDPAddr) (*node, error) {
-	c, err := net.DialUDP("udp", nil, raddr)
+func newNode(cfg *config, idx int, links *linkSet) (*node, error) {
+	l, err := links.open(idx)
 	if err != nil {
 		return nil, err
 	}
 	return &node{
 		idx:   idx,
 		id:    fmt.Sprintf("%s%d", cfg.idPrefix, idx),
-		c:     c,
-		rbuf:  make([]byte, cfg.payload+512),
+		l:     l,
 		wbuf:  make([]byte, 0, cfg.payload+512),
 		retry: cfg.retry,
 		tries: cfg.retries + 1,
 	}, nil
 }
 
-func (n *node) close() { _ = n.c.Close() }
+func (n *node) close() { n.l.close() }
 
 func (n *node) nextMsgID() uint16 {
 	n.msgID++
@@ -65,22 +63,12 @@ func (n *node) send(p sn.Packet) error {
 		return err
 	}
 	n.wbuf = b[:0]
-	_, err = n.c.Write(b)
-	return err
+	return n.l.send(b)
 }
 
 // read waits until deadline for one datagram; it returns os.ErrDeadlineExceeded
 // on timeout. The bytes are valid until the next read.
-func (n *node) read(deadline time.Time) ([]byte, error) {
-	if err := n.c.SetReadDeadline(deadline); err != nil {
-		return nil, err
-	}
-	k, err := n.c.Read(n.rbuf)
-	if err != nil {
-		return nil, err
-	}
-	return n.rbuf[:k], nil
-}
+func (n *node) read(deadline time.Time) ([]byte, error) { return n.l.read(deadline) }
 
 func isTimeout(err error) bool { return errors.Is(err, os.ErrDeadlineExceeded) }
 

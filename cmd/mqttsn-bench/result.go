@@ -46,6 +46,12 @@ type Result struct {
 	ConnectLatency *Latency `json:"connect_latency,omitempty"`
 	WakeLatency    *Latency `json:"wake_latency,omitempty"`
 
+	NodesPerSocket int    `json:"nodes_per_socket,omitempty"` // > 1: nodes behind simulated forwarders
+	Sockets        int    `json:"sockets,omitempty"`          // UDP sockets the nodes used
+	ForwarderDrops uint64 `json:"forwarder_drops,omitempty"`  // messages to a node dropped at its full forwarder inbox
+	ForwarderStray uint64 `json:"forwarder_stray,omitempty"`  // datagrams at a forwarder for no known node
+	Sleepers       int    `json:"sleepers,omitempty"`         // connect: nodes that also sleep and wake in cycles
+
 	Connected       int     `json:"connected,omitempty"`
 	ConnectFailed   int     `json:"connect_failed,omitempty"`
 	TimeToConnected float64 `json:"time_to_all_connected_s,omitempty"`
@@ -62,11 +68,15 @@ type Result struct {
 	// probes taken at the start
 	snmp0  udpCounters
 	drops0 map[string]float64
+	links  *linkSet
 }
 
 func newResult(cfg *config) *Result {
 	r := &Result{Scenario: cfg.scenario, Label: cfg.label, Clients: cfg.n, QoS: cfg.qos,
-		Payload: cfg.payload, RateTarget: cfg.rate}
+		Payload: cfg.payload, RateTarget: cfg.rate, links: newLinkSet(cfg)}
+	if cfg.nodesPerSocket > 1 && cfg.scenario != "direct" {
+		r.NodesPerSocket = cfg.nodesPerSocket
+	}
 	if cfg.qos > 0 && (cfg.scenario == "publish" || cfg.scenario == "direct") {
 		r.Window = cfg.window
 	}
@@ -92,6 +102,10 @@ func (r *Result) errorf(format string, args ...any) {
 func (r *Result) finish(cfg *config) {
 	s := readUDPCounters()
 	r.UDPRcvbufErrors = s.rcvbufErrors - r.snmp0.rcvbufErrors
+	if r.Scenario != "direct" {
+		r.Sockets = r.links.sockets(r.Clients)
+	}
+	r.ForwarderDrops, r.ForwarderStray = r.links.drops.Load(), r.links.stray.Load()
 	if cfg.admin != "" && r.drops0 != nil {
 		if d, err := gatewayDrops(cfg.admin); err == nil {
 			for k, v := range d {
@@ -129,12 +143,19 @@ func (r *Result) print(w io.Writer) {
 		}
 		fmt.Fprintln(w)
 	}
+	if r.NodesPerSocket > 1 {
+		fmt.Fprintf(w, "  forwarders     %d sockets, %d nodes each; %d messages dropped at full node inboxes, %d stray datagrams\n",
+			r.Sockets, r.NodesPerSocket, r.ForwarderDrops, r.ForwarderStray)
+	}
 	if r.RSSAfterKiB > 0 {
 		fmt.Fprintf(w, "  gateway RSS    %d KiB -> %d KiB: %.1f KiB per node\n", r.RSSBeforeKiB, r.RSSAfterKiB, r.PerNodeKiB)
 	}
-	if r.Scenario != "connect" {
+	if r.Sleepers > 0 {
+		fmt.Fprintf(w, "  sleepers       %d of the nodes sleep and wake in cycles, one message each per cycle\n", r.Sleepers)
+	}
+	if r.Scenario != "connect" || r.Sleepers > 0 {
 		fmt.Fprintf(w, "  offered        %d (%.0f/s)\n", r.Offered, r.OfferedRate)
-		if r.QoS > 0 || r.Scenario == "fanout" || r.Scenario == "sleepy" {
+		if r.QoS > 0 || r.Scenario == "fanout" || r.Scenario == "sleepy" || r.Sleepers > 0 {
 			fmt.Fprintf(w, "  acknowledged   %d (%.0f/s), rejected %d, unacked %d, retransmissions %d\n", r.Acked, r.AckedRate, r.Rejected, r.Unacked, r.Retransmissions)
 		}
 		fmt.Fprintf(w, "  delivered      %d of %d expected (%.0f/s)\n", r.Delivered, r.Expected, r.DeliveredRate)
@@ -294,6 +315,15 @@ func writeTable(w io.Writer, rs []*Result) {
 		case r.ConnectFailed > 0:
 			other = append(other, fmt.Sprintf("%d of %d failed to connect", r.ConnectFailed, r.Clients))
 		}
+		if r.NodesPerSocket > 1 {
+			other = append(other, fmt.Sprintf("behind %d forwarders of %d nodes", r.Sockets, r.NodesPerSocket))
+		}
+		if r.Sleepers > 0 {
+			other = append(other, fmt.Sprintf("%d of them sleepy", r.Sleepers))
+		}
+		if r.ForwarderDrops > 0 || r.ForwarderStray > 0 {
+			other = append(other, fmt.Sprintf("forwarders dropped %d, %d stray", r.ForwarderDrops, r.ForwarderStray))
+		}
 		if r.ConnectLatency != nil && (r.Scenario == "connect" || r.Scenario == "sleepy") {
 			other = append(other, fmt.Sprintf("connect p50/p99/max %s ms", lat(r.ConnectLatency)))
 		}
@@ -330,12 +360,12 @@ func writeTable(w io.Writer, rs []*Result) {
 		}
 		offered, acked, delivered := num(r.OfferedRate), num(r.AckedRate), num(r.DeliveredRate)
 		lost, dup := strconv.FormatInt(r.Lost, 10), strconv.FormatUint(r.Duplicates, 10)
-		if r.Scenario == "connect" {
-			offered, acked, delivered, lost, dup, target = "", "", "", "", "", fmt.Sprintf("%.0f conn/s", r.RateTarget)
-		}
 		qos := strconv.Itoa(r.QoS)
 		if r.Scenario == "connect" {
-			qos = ""
+			target = fmt.Sprintf("%.0f conn/s", r.RateTarget)
+			if r.Sleepers == 0 {
+				offered, acked, delivered, lost, dup, qos = "", "", "", "", "", ""
+			}
 		}
 		fmt.Fprintf(w, "| %s | %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
 			r.Label, r.Scenario, r.Clients, qos, target, offered, acked, delivered, lost, dup,

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"net"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -44,17 +43,13 @@ func pace(ctx context.Context, n int, rate float64, fn func(i int)) {
 // rate. Nodes that failed are closed and left nil. It returns the nodes,
 // the connect latencies and the time until the last one connected.
 func setupNodes(ctx context.Context, cfg *config, res *Result, rate float64, setup func(*node) error) ([]*node, *Histogram, time.Duration, error) {
-	raddr, err := net.ResolveUDPAddr("udp", cfg.gateway)
-	if err != nil {
-		return nil, nil, 0, err
-	}
 	nodes := make([]*node, cfg.n)
 	h := &Histogram{}
 	start := time.Now()
 	var last atomic.Int64
 	var mu sync.Mutex
 	pace(ctx, cfg.n, rate, func(i int) {
-		n, err := newNode(cfg, i, raddr)
+		n, err := newNode(cfg, i, res.links)
 		if err == nil {
 			var lat time.Duration
 			lat, err = n.connect(cfg.keepAlive)
@@ -105,8 +100,18 @@ func runConnect(ctx context.Context, cfg *config) (*Result, error) {
 		cfg.rate = cfg.connectRate
 		res.RateTarget = cfg.rate
 	}
+	var setup func(*node) error
+	if cfg.sleepers > 0 {
+		res.Sleepers = cfg.sleepers
+		setup = func(n *node) error {
+			if n.idx >= cfg.sleepers {
+				return nil
+			}
+			return n.subscribe(sleepyTopic(cfg, n.idx), sn.QoS(cfg.qos))
+		}
+	}
 	start := time.Now()
-	nodes, _, all, err := setupNodes(ctx, cfg, res, cfg.rate, nil)
+	nodes, _, all, err := setupNodes(ctx, cfg, res, cfg.rate, setup)
 	res.DurationS = time.Since(start).Seconds()
 	res.TimeToConnected = all.Seconds()
 	if res.ConnectFailed > 0 {
@@ -123,6 +128,13 @@ func runConnect(ctx context.Context, cfg *config) (*Result, error) {
 		if res.Connected > 0 && res.RSSAfterKiB > res.RSSBeforeKiB {
 			res.PerNodeKiB = float64(int64(float64(res.RSSAfterKiB-res.RSSBeforeKiB)/float64(res.Connected)*10)) / 10
 		}
+	}
+	if err == nil && cfg.sleepers > 0 {
+		// The rest stay connected while the sleepers cycle, going to
+		// sleep and waking up at --connect-rate.
+		connectTime := res.DurationS
+		err = sleepCycles(ctx, cfg, res, nodes[:cfg.sleepers], cfg.connectRate)
+		res.DurationS = connectTime
 	}
 	closeNodes(context.WithoutCancel(ctx), nodes, max(cfg.rate, 5000), true)
 	return res, err
@@ -365,13 +377,9 @@ func runPublish(ctx context.Context, cfg *config) (*Result, error) {
 
 	var nodes []*node
 	if cfg.qos == -1 {
-		raddr, err := net.ResolveUDPAddr("udp", cfg.gateway)
-		if err != nil {
-			return nil, err
-		}
 		nodes = make([]*node, cfg.n)
 		for i := range nodes {
-			if nodes[i], err = newNode(cfg, i, raddr); err != nil {
+			if nodes[i], err = newNode(cfg, i, res.links); err != nil {
 				return nil, err
 			}
 		}
@@ -770,40 +778,51 @@ func runSleepy(ctx context.Context, cfg *config) (*Result, error) {
 	if wakeRate == 0 {
 		wakeRate = cfg.connectRate
 	}
-	epoch := time.Now()
-	tr := NewTracker(cfg.n, epoch)
-	topicOf := func(i int) string { return cfg.prefix + "/s/" + strconv.Itoa(i) }
 	nodes, _, _, err := setupNodes(ctx, cfg, res, cfg.connectRate, func(n *node) error {
-		return n.subscribe(topicOf(n.idx), sn.QoS(cfg.qos))
+		return n.subscribe(sleepyTopic(cfg, n.idx), sn.QoS(cfg.qos))
 	})
 	defer closeNodes(context.WithoutCancel(ctx), nodes, max(cfg.connectRate, 5000), true)
 	if err != nil {
 		return res, err
 	}
+	return res, sleepCycles(ctx, cfg, res, nodes, wakeRate)
+}
+
+// sleepyTopic is the topic of sleepy node i.
+func sleepyTopic(cfg *config, i int) string { return cfg.prefix + "/s/" + strconv.Itoa(i) }
+
+// sleepCycles runs cfg.cycles sleep/wake cycles of nodes (nodes[i].idx is
+// i, each subscribed to its sleepyTopic at cfg.qos): all sleep, one
+// message per node is published, all wake at wakeRate and must receive
+// theirs. It fills in res's load and delivery figures.
+func sleepCycles(ctx context.Context, cfg *config, res *Result, nodes []*node, wakeRate float64) error {
+	epoch := time.Now()
+	n := len(nodes)
+	tr := NewTracker(n, epoch)
 	pubCli, err := mqttClient(ctx, cfg.broker, cfg.idPrefix+"pub", 64, nil)
 	if err != nil {
-		return res, err
+		return err
 	}
 	defer func() { _ = pubCli.Disconnect(&paho.Disconnect{}) }()
 
 	var errMu sync.Mutex
-	fail := func(n *node, err error) {
+	fail := func(nd *node, err error) {
 		errMu.Lock()
-		res.errorf("%s: %v", n.id, err)
+		res.errorf("%s: %v", nd.id, err)
 		errMu.Unlock()
 	}
 	var c pubCounters
 	ackH, wakeH := &Histogram{}, &Histogram{}
 	var late atomic.Uint64
 	var cycle atomic.Uint32
-	want := make([]atomic.Uint32, cfg.n) // messages acked by the broker per node
-	got := make([]atomic.Uint32, cfg.n)  // unique deliveries per node
-	asleep := make([]bool, cfg.n)
+	want := make([]atomic.Uint32, n) // messages acked by the broker per node
+	got := make([]atomic.Uint32, n)  // unique deliveries per node
+	asleep := make([]bool, n)
 	sleepAll := func() {
-		pace(ctx, cfg.n, wakeRate, func(i int) {
-			if n := nodes[i]; n != nil {
-				if err := n.disconnect(cfg.sleep); err != nil {
-					fail(n, fmt.Errorf("sleep: %w", err))
+		pace(ctx, n, wakeRate, func(i int) {
+			if nd := nodes[i]; nd != nil {
+				if err := nd.disconnect(cfg.sleep); err != nil {
+					fail(nd, fmt.Errorf("sleep: %w", err))
 					return
 				}
 				asleep[i] = true
@@ -811,8 +830,8 @@ func runSleepy(ctx context.Context, cfg *config) (*Result, error) {
 		})
 	}
 	wake := func(i int) {
-		n := nodes[i]
-		if n == nil || !asleep[i] {
+		nd := nodes[i]
+		if nd == nil || !asleep[i] {
 			return
 		}
 		onPub := func(d []byte) {
@@ -823,11 +842,11 @@ func runSleepy(ctx context.Context, cfg *config) (*Result, error) {
 				}
 			}
 		}
-		_, lat, err := n.request(&sn.PingReq{ClientID: n.id},
+		_, lat, err := nd.request(&sn.PingReq{ClientID: nd.id},
 			func(p sn.Packet) bool { _, ok := p.(*sn.PingResp); return ok },
-			func(p sn.Packet) error { return n.downlink(p, onPub) })
+			func(p sn.Packet) error { return nd.downlink(p, onPub) })
 		if err != nil {
-			fail(n, fmt.Errorf("wake: %w", err))
+			fail(nd, fmt.Errorf("wake: %w", err))
 			return
 		}
 		wakeH.Record(lat)
@@ -847,7 +866,7 @@ func runSleepy(ctx context.Context, cfg *config) (*Result, error) {
 				payload := make([]byte, cfg.payload)
 				for ctx.Err() == nil {
 					i := int(next.Add(1) - 1)
-					if i >= cfg.n {
+					if i >= n {
 						return
 					}
 					if nodes[i] == nil || !asleep[i] {
@@ -857,7 +876,7 @@ func runSleepy(ctx context.Context, cfg *config) (*Result, error) {
 					fillPayload(payload, uint32(i), uint32(cy), t0.Sub(epoch))
 					c.offered.Add(1)
 					pctx, cancel := context.WithTimeout(ctx, cfg.drain)
-					_, err := pubCli.Publish(pctx, &paho.Publish{Topic: topicOf(i), QoS: byte(cfg.qos), Payload: payload})
+					_, err := pubCli.Publish(pctx, &paho.Publish{Topic: sleepyTopic(cfg, i), QoS: byte(cfg.qos), Payload: payload})
 					cancel()
 					if err != nil {
 						c.unacked.Add(1)
@@ -874,7 +893,7 @@ func runSleepy(ctx context.Context, cfg *config) (*Result, error) {
 		case <-ctx.Done():
 		case <-time.After(cfg.settle):
 		}
-		pace(ctx, cfg.n, wakeRate, wake)
+		pace(ctx, n, wakeRate, wake)
 	}
 	loadEnd := time.Since(start)
 	// Stragglers (messages that reached the gateway after their node's
@@ -898,9 +917,9 @@ func runSleepy(ctx context.Context, cfg *config) (*Result, error) {
 		cycle.Store(uint32(cfg.cycles))
 		pace(ctx, len(missing), wakeRate, func(k int) { wake(missing[k]) })
 	}
-	for _, n := range nodes {
-		if n != nil {
-			res.Retransmissions += n.retrans
+	for _, nd := range nodes {
+		if nd != nil {
+			res.Retransmissions += nd.retrans
 		}
 	}
 	res.DurationS = loadEnd.Seconds()
@@ -911,5 +930,5 @@ func runSleepy(ctx context.Context, cfg *config) (*Result, error) {
 	res.WakeLatency = wakeH.Summary()
 	res.Late = late.Load()
 	fillDelivery(res, tr, c.acked.Load(), w)
-	return res, nil
+	return nil
 }

@@ -12,6 +12,7 @@ import (
 	"net"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -64,6 +65,7 @@ func StartAggregating(t testing.TB, tg testbroker.Target, cfg gateway.Config, ac
 // in aggregating mode. Tests that make their own upstream pass it through
 // ForMode to run in both modes.
 func ForMode(t testing.TB, tg testbroker.Target, up gateway.Upstream) gateway.Upstream {
+	t.Helper()
 	if tg.Mode != testbroker.Aggregating {
 		return up
 	}
@@ -72,6 +74,7 @@ func ForMode(t testing.TB, tg testbroker.Target, up gateway.Upstream) gateway.Up
 
 // aggregated wraps up in an aggregator closed in t.Cleanup.
 func aggregated(t testing.TB, up gateway.Upstream, acfg aggregate.Config) *aggregate.Upstream {
+	t.Helper()
 	agg := aggregate.New(up, acfg, Logger(t).Named("aggregate"))
 	t.Cleanup(func() { // runs after the gateway's Shutdown
 		ctx, cancel := context.WithTimeout(context.Background(), Wait)
@@ -83,13 +86,18 @@ func aggregated(t testing.TB, up gateway.Upstream, acfg aggregate.Config) *aggre
 	return agg
 }
 
-// SharedClientID names a test's shared connections in aggregating mode:
-// short, valid on every broker, and different per test.
+// SharedClientID names a gateway's shared connections in aggregating
+// mode: short, valid on every broker, and different per gateway (a test
+// may run two on one broker).
 func SharedClientID(t testing.TB) string {
+	t.Helper()
 	h := fnv.New32a()
 	_, _ = h.Write([]byte(t.Name()))
-	return fmt.Sprintf("agg-%08x", h.Sum32())
+	return fmt.Sprintf("agg-%08x-%d", h.Sum32(), sharedSeq.Add(1))
 }
+
+// sharedSeq numbers the gateways of this test binary.
+var sharedSeq atomic.Uint64 //nolint:gochecknoglobals // a process-wide counter of test gateways
 
 func start(t testing.TB, tg testbroker.Target, cfg gateway.Config, ucfg upstream.Config, wrap func(gateway.Upstream) gateway.Upstream, opts ...gateway.Option) *gateway.Gateway {
 	t.Helper()
