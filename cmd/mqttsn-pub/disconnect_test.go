@@ -35,6 +35,17 @@ func state(t *testing.T, g *gateway.Gateway, id string) string {
 	return ci.State
 }
 
+// connackSent reports whether the node is active and the gateway sent it a
+// datagram (its CONNACK).
+func connackSent(t *testing.T, g *gateway.Gateway, id string) bool {
+	t.Helper()
+	ci, ok, err := g.Client(testgw.Context(t), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ok && ci.State == "active" && ci.Traffic.DatagramsOut > 0
+}
+
 // A rejected publish still ends with DISCONNECT: the gateway has the node
 // disconnected, not active until its keep-alive runs out.
 func TestDisconnectAfterRejectedPublish(t *testing.T) {
@@ -65,7 +76,8 @@ func TestLinesInterruptedDisconnects(t *testing.T) {
 	}()
 	// Wait for the connection (polling is the only way to see it here).
 	deadline := time.Now().Add(testgw.Wait)
-	for state(t, g, "lines") != "active" {
+	// Active, and the CONNACK sent (the client takes it a moment later).
+	for !connackSent(t, g, "lines") {
 		if time.Now().After(deadline) {
 			t.Fatal("mqttsn-pub did not connect")
 		}

@@ -227,6 +227,14 @@ func publish(ctx context.Context, cfg *config, stdin io.Reader, stderr io.Writer
 	connected := cfg.qos != snpacket.QoSMinusOne
 	if connected {
 		if err := c.Connect(ctx); err != nil {
+			if ctx.Err() != nil {
+				// Ctrl-C while connecting: the gateway may have accepted
+				// the CONNECT already; say DISCONNECT so that it does not
+				// keep the node until its keep-alive runs out.
+				dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), disconnectWait)
+				_ = c.Disconnect(dctx)
+				cancel()
+			}
 			return fmt.Errorf("connect to %s: %w", cfg.addr, err)
 		}
 		// Every exit once connected says DISCONNECT, so the gateway does
