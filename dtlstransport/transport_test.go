@@ -290,8 +290,9 @@ func TestHandshakeBoundAndTimeout(t *testing.T) {
 	c := mustDial(t, e.addr(), nil, pskClient("node-1", dtlstest.Key("k1"))...)
 	roundTrip(t, c, "after the stall")
 	// The stalled client's retransmitted ClientHello may start a new
-	// (unproven) handshake after the timeout, which the node displaces.
-	if st.HandshakesRefused.Load() == 0 || st.HandshakesFailed.Load() != 1 {
+	// (unproven) handshake after the timeout, which the node displaces or
+	// which times out too on a slow run: at least the first one failed.
+	if st.HandshakesRefused.Load() == 0 || st.HandshakesFailed.Load() < 1 {
 		t.Fatalf("refused %d, failed %d after %v", st.HandshakesRefused.Load(), st.HandshakesFailed.Load(), time.Since(start))
 	}
 }
