@@ -71,3 +71,27 @@ func TestClientsGetByListenerNoRecursiveReadLock(t *testing.T) {
 		t.Fatal("Clients deadlocked: GetByListener against Add")
 	}
 }
+
+// A resuming client gets its in-flight messages in the order they were
+// stored, also when they were stored in the same second (mochi sorted by
+// uint16(Created), whole seconds: same-second messages came back in random
+// order), and a PUBREL stored over its PUBLISH keeps the PUBLISH's place.
+func TestInflightGetAllKeepsOrder(t *testing.T) {
+	in := mqtt.NewInflights()
+	now := time.Now().Unix()
+	ids := []uint16{50, 3, 999, 7, 1000, 2, 65535, 1}
+	for _, id := range ids {
+		in.Set(packets.Packet{PacketID: id, Created: now})
+	}
+	in.Set(packets.Packet{PacketID: 999, Created: now + 1}) // PUBREL replaces the PUBLISH
+	in.Delete(7)
+	in.Set(packets.Packet{PacketID: 7, Created: now}) // stored again: now the newest
+	var got []uint16
+	for _, p := range in.Clone().GetAll(false) {
+		got = append(got, p.PacketID)
+	}
+	want := []uint16{50, 3, 999, 1000, 2, 65535, 1, 7}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("GetAll order %v, want %v", got, want)
+	}
+}

@@ -364,7 +364,7 @@ func durableRestart(t *testing.T, sig syscall.Signal) {
 			}
 		}
 
-		// The sleeping node wakes and gets everything, in order.
+		// The sleeping node wakes and gets everything (each at least once).
 		sl.Send(&sn.PingReq{ClientID: prefix + "-sleeper"})
 		var woke []string
 	wake:

@@ -26,6 +26,13 @@ type Inflight struct {
 	// each had (a held packet's Expiry is -1). mqttsn-gateway patch: see
 	// Hold and TakeHeld.
 	held []heldPacket
+
+	// order numbers the packets in the order they were first stored, for
+	// GetAll (mqttsn-gateway patch: mochi sorted by uint16(Created), whole
+	// seconds, so packets stored in the same second were resent to a
+	// resuming client in random order).
+	order map[uint16]uint64
+	seq   uint64
 }
 
 type heldPacket struct {
@@ -37,6 +44,7 @@ type heldPacket struct {
 func NewInflights() *Inflight {
 	return &Inflight{
 		internal: map[uint16]packets.Packet{},
+		order:    map[uint16]uint64{},
 	}
 }
 
@@ -51,6 +59,7 @@ func (i *Inflight) SetOrHold(m packets.Packet) (held, isNew bool) {
 	i.Lock()
 	defer i.Unlock()
 	_, ok := i.internal[m.PacketID]
+	i.number(m.PacketID, ok)
 	if len(i.held) == 0 && (atomic.LoadInt32(&i.sendQuota) > 0 || atomic.LoadInt32(&i.maximumSendQuota) == 0) {
 		i.internal[m.PacketID] = m
 		if atomic.LoadInt32(&i.sendQuota) > 0 {
@@ -112,8 +121,22 @@ func (i *Inflight) Set(m packets.Packet) bool {
 	defer i.Unlock()
 
 	_, ok := i.internal[m.PacketID]
+	i.number(m.PacketID, ok)
 	i.internal[m.PacketID] = m
 	return !ok
+}
+
+// number gives a newly stored packet id its place in GetAll's order; a
+// packet replaced under its id (PUBREL for PUBLISH) keeps its place.
+func (i *Inflight) number(id uint16, stored bool) {
+	if stored {
+		return
+	}
+	if i.order == nil {
+		i.order = map[uint16]uint64{}
+	}
+	i.seq++
+	i.order[id] = i.seq
 }
 
 // Get returns an inflight packet by packet id.
@@ -144,6 +167,10 @@ func (i *Inflight) Clone() *Inflight {
 	for k, v := range i.internal {
 		c.internal[k] = v
 	}
+	for k, v := range i.order {
+		c.order[k] = v
+	}
+	c.seq = i.seq
 	c.held = append([]heldPacket(nil), i.held...)
 	return c
 }
@@ -160,8 +187,8 @@ func (i *Inflight) GetAll(immediate bool) []packets.Packet {
 		}
 	}
 
-	sort.Slice(m, func(i, j int) bool {
-		return uint16(m[i].Created) < uint16(m[j].Created)
+	sort.Slice(m, func(a, b int) bool {
+		return i.order[m[a].PacketID] < i.order[m[b].PacketID]
 	})
 
 	return m
@@ -189,6 +216,7 @@ func (i *Inflight) Delete(id uint16) bool {
 
 	_, ok := i.internal[id]
 	delete(i.internal, id)
+	delete(i.order, id)
 
 	return ok
 }
