@@ -40,7 +40,7 @@ type collector struct {
 	ready, nodes, bufMsgs, bufBytes, inflight                        *prometheus.Desc
 	connects, closes, lost, wakes                                    *prometheus.Desc
 	rawDatagrams, rawBytes, datagrams, datagramBytes, writeErrors    *prometheus.Desc
-	readBatches                                                      *prometheus.Desc
+	readBatches, storeFailures                                       *prometheus.Desc
 	publishes, retransmits, returnCodes, dropped, malformed          *prometheus.Desc
 	upFailures, upClosed, rejected, limited                          *prometheus.Desc
 	upConnected, upConnects, upConnectFailures, upReconnects, upLost *prometheus.Desc
@@ -82,6 +82,7 @@ func newCollector(src Source, cfg Config, log *zap.Logger) *collector {
 	c.datagrams = d("datagrams_total", "Datagrams decoded (in) and sent (out), by message type.", "direction", "type")
 	c.datagramBytes = d("datagram_bytes_total", "Bytes of datagrams decoded (in) and sent (out), by message type.", "direction", "type")
 	c.writeErrors = d("write_errors_total", "Datagrams the transport failed to send.")
+	c.storeFailures = d("store_failures_total", "Writes to the durable store (store.path) that failed; what they were for was answered congestion or retried, never acknowledged.")
 	c.publishes = d("publishes_total", "Messages forwarded: up (node to broker, accepted by the broker) and down (first transmissions to nodes), by QoS.", "direction", "qos")
 	c.retransmits = d("retransmissions_total", "Retransmissions to nodes (REGISTER, PUBLISH, PUBREL).")
 	c.returnCodes = d("return_codes_total", "Return codes sent to nodes in CONNACK, REGACK, PUBACK, SUBACK and WILL*RESP.", "code")
@@ -110,7 +111,7 @@ func (c *collector) descs() []*prometheus.Desc {
 	ds := []*prometheus.Desc{
 		c.buildInfo, c.ready, c.nodes, c.bufMsgs, c.bufBytes, c.inflight,
 		c.connects, c.closes, c.lost, c.wakes,
-		c.rawDatagrams, c.rawBytes, c.datagrams, c.datagramBytes, c.writeErrors, c.readBatches,
+		c.rawDatagrams, c.rawBytes, c.datagrams, c.datagramBytes, c.writeErrors, c.readBatches, c.storeFailures,
 		c.publishes, c.retransmits, c.returnCodes, c.dropped, c.malformed,
 		c.upFailures, c.upClosed, c.rejected, c.limited,
 	}
@@ -172,6 +173,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.datagramBytes, st.OutBytesByType[t].Load(), "out", name)
 	}
 	counter(c.writeErrors, st.WriteErrors.Load())
+	counter(c.storeFailures, st.StoreFailures.Load())
 
 	// QoS -1 messages go up through the gateway's own connection.
 	counter(c.publishes, st.QoSMinusOneOut.Load(), "up", qosLabels[0])

@@ -70,6 +70,7 @@ func TestMetrics(t *testing.T) {
 	st.Closes[gateway.CloseKeepAlive].Add(2)
 	st.Lost.Add(2)
 	st.DatagramsIn.Add(12)
+	st.StoreFailures.Add(2)
 	st.InByType[snpacket.TypePublish].Add(10)
 	st.InBytesByType[snpacket.TypePublish].Add(200)
 	st.OutByType[snpacket.TypePuback].Add(9)
@@ -118,6 +119,7 @@ func TestMetrics(t *testing.T) {
 		{"mqttsn_closes_total", []string{"reason", "disconnect"}, 0},
 		{"mqttsn_lost_total", nil, 2},
 		{"mqttsn_received_datagrams_total", nil, 12},
+		{"mqttsn_store_failures_total", nil, 2},
 		{"mqttsn_datagrams_total", []string{"direction", "in", "type", "PUBLISH"}, 10},
 		{"mqttsn_datagrams_total", []string{"direction", "out", "type", "PUBACK"}, 9},
 		{"mqttsn_datagrams_total", []string{"direction", "in", "type", "WILLMSGRESP"}, 0},
