@@ -128,16 +128,20 @@ func (t *Tree[V]) match(n *tnode[V], topic string, first bool, fn func(string, V
 // Overlaps reports whether some topic name matches both filter (which
 // must be valid) and a filter in t.
 func (t *Tree[V]) Overlaps(filter string) bool {
-	return overlaps(&t.root, filter, true)
+	return overlaps(&t.root, filter, true, false)
 }
 
-func overlaps[V any](n *tnode[V], rest string, first bool) bool {
+// overlaps walks n's subtree against rest. first: n is the root; empty:
+// the topic so far is one empty level, which alone is no topic name (MQTT
+// topic names have at least one character), so "a/#" matching "a" does not
+// count there.
+func overlaps[V any](n *tnode[V], rest string, first, empty bool) bool {
 	level, rest, more := strings.Cut(rest, "/")
 	if level == "#" {
 		// Every filter below n, and one ending at n itself ("a/#"
 		// matches "a"), shares a topic with it, except "$" topics at the
 		// first level.
-		if !first && n.set {
+		if !first && n.set && !empty {
 			return true
 		}
 		for key, c := range n.children {
@@ -170,16 +174,21 @@ func overlaps[V any](n *tnode[V], rest string, first bool) bool {
 		case key != level:
 			continue
 		}
+		lit := key // the topic's level here: the literal one of the two
+		if key == "+" {
+			lit = level
+		}
+		single := first && lit == ""
 		if !more {
 			if c.set {
 				return true
 			}
-			if h := c.children["#"]; h != nil && h.set {
+			if h := c.children["#"]; h != nil && h.set && !single {
 				return true
 			}
 			continue
 		}
-		if overlaps(c, rest, false) {
+		if overlaps(c, rest, false, single) {
 			return true
 		}
 	}

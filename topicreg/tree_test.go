@@ -123,6 +123,20 @@ func TestTreePutGetDelete(t *testing.T) {
 	if !tr.Overlaps("#") || !tr.Overlaps("+/+/+/+/+") || tr.Overlaps("+/+/+/+") {
 		t.Fatal(`"////" overlaps "#" and five "+" levels, not four`)
 	}
+	// Found by fuzzing: "/#" and "+" share only the topic "" (one empty
+	// level: "/#" matches its parent), which is no topic name.
+	for _, c := range [][2]string{{"/#", "+"}, {"+", "/#"}} {
+		var t2 Tree[int]
+		t2.Put(c[0], 1)
+		if t2.Overlaps(c[1]) {
+			t.Errorf("held %q overlaps %q", c[0], c[1])
+		}
+	}
+	var t3 Tree[int]
+	t3.Put("a/#", 1)
+	if !t3.Overlaps("+") {
+		t.Error(`"a/#" matches "a", which "+" matches too`)
+	}
 }
 
 func FuzzTreeOverlaps(f *testing.F) {
