@@ -13,7 +13,7 @@ import (
 // so a CONNECT, SUBSCRIBE or wake-up PINGREQ may come from an attacker
 // aiming the answers (a retained flood, a sleeping node's buffer) at a
 // victim. Until an address has proven that it receives what the gateway
-// sends, the gateway sends it at most ampFactor times the bytes it
+// sends, the gateway sends it at most AmplificationFactor times the bytes it
 // received from it, answers to its requests included. An address is proven when it answers a message that
 // carries a MsgId it could not have guessed (REGACK, PUBACK, PUBREC or
 // PUBCOMP to the gateway's REGISTER, PUBLISH or PUBREL: the gateway's
@@ -29,12 +29,12 @@ import (
 // that cannot prove itself gets its buffer as it earns it, and PINGRESP
 // once nothing more fits: the rest waits for its next wake-up.
 
-// ampFactor is how many times the bytes received an unproven address may
-// be sent. Answers to the node's own requests (each smaller than its
+// DefaultAmplificationFactor is how many times the bytes received an
+// unproven address may be sent (Config.AmplificationFactor). Answers to the node's own requests (each smaller than its
 // request) are never held back, since a PUBACK dropped for want of room
 // would make the node send its PUBLISH again: downlink (REGISTER, PUBLISH,
 // PUBREL) leaves room for the answers still owed (ampOwed).
-const ampFactor = 3
+const DefaultAmplificationFactor = 3
 
 // Sizes of the answers the gateway may still owe a node: PUBACK (or
 // PUBREC, smaller) to a QoS 1/2 PUBLISH awaiting the broker, SUBACK to a
@@ -63,6 +63,8 @@ type addrProof struct {
 	// inflightHeld: the in-flight message is not sent (again) until the
 	// address earns it.
 	inflightHeld bool
+	// factor is Config.AmplificationFactor (negative: no limit).
+	factor int64
 }
 
 // ampAddress starts the counts afresh when the session's address changed
@@ -81,7 +83,8 @@ func (s *shard) ampAddress(sess *session) {
 		a.prev, a.prevIn, a.prevOut, a.hasPrev = a.key, a.in, a.out, true
 	}
 	a.key, a.in, a.out, a.held, a.inflightHeld, a.hasKey = k, in, out, false, false, true
-	a.proven = s.g.authenticated(sess.peer) || (a.hasLast && a.last == k)
+	a.factor = int64(s.g.cfg.AmplificationFactor)
+	a.proven = a.factor < 0 || s.g.authenticated(sess.peer) || (a.hasLast && a.last == k)
 }
 
 // proveAddress records that the session's address answered a MsgId of the
@@ -103,7 +106,7 @@ func (sess *session) ampRoom() int64 {
 		return -1
 	}
 	owed := int64(owedPuback*max(0, sess.upWait) + owedSuback*max(0, sess.subWait))
-	return max(0, ampFactor*a.in-a.out-owed)
+	return max(0, a.factor*a.in-a.out-owed)
 }
 
 // wireLen is the datagram p makes to the session's peer.

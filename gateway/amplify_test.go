@@ -266,3 +266,22 @@ func TestAmplificationAnswersNeverHeld(t *testing.T) {
 		}
 	})
 }
+
+// With the limit off (limits.amplification_factor 0: a network where
+// source addresses cannot be spoofed), what would be held goes at once.
+func TestAmplificationOff(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := newRig(t, Config{AmplificationFactor: -1})
+		r.send(nodeA, &sn.Connect{CleanSession: true, Duration: 60, ClientID: "n1"})
+		r.expect(&sn.Connack{ReturnCode: sn.Accepted})
+		r.send(nodeA, &sn.Subscribe{QoS: sn.QoS0, MsgID: 1, TopicIDType: sn.TopicShort, TopicID: 0x6162})
+		r.next() // SUBACK
+		go r.up.session("n1").deliver(Message{Topic: "ab", Payload: bytes.Repeat([]byte("x"), 100), QoS: 0})
+		if p, ok := r.next().(*sn.Publish); !ok || len(p.Data) != 100 {
+			t.Fatalf("want the PUBLISH at once, got %T %+v", p, p)
+		}
+		if got := r.g.Stats().Limited[LimitAmplificationHeld].Load(); got != 0 {
+			t.Fatalf("held %d with the limit off", got)
+		}
+	})
+}

@@ -126,6 +126,12 @@ type Config struct {
 	MaxTopicBytes int
 	// MaxSubscriptions bounds one node's subscriptions. Default 100.
 	MaxSubscriptions int
+	// AmplificationFactor is how many times the bytes it received the
+	// gateway sends an address that has not proven it receives them
+	// (plain UDP; amplify.go). Default 3; negative: no limit, for networks
+	// where source addresses cannot be spoofed (limits.amplification_factor
+	// 0).
+	AmplificationFactor int
 	// MaxConnecting bounds the upstream connects in progress for the whole
 	// gateway; a CONNECT beyond it gets CONNACK congestion. Default 256.
 	MaxConnecting int
@@ -198,6 +204,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.UDPReadBuffer == 0 {
 		c.UDPReadBuffer = DefaultUDPReadBuffer
+	}
+	if c.AmplificationFactor == 0 {
+		c.AmplificationFactor = DefaultAmplificationFactor
 	}
 	if c.ReadBatch == 0 {
 		c.ReadBatch = DefaultReadBatch

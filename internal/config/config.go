@@ -96,6 +96,8 @@ type File struct {
 		MaxConnecting     int     `yaml:"max_connecting"`
 		MaxSessions       int     `yaml:"max_sessions"`
 		ConnectRatePerIP  float64 `yaml:"connect_rate_per_ip"`
+		// AmplificationFactor: nil is the default (3); 0 turns the limit off.
+		AmplificationFactor *int `yaml:"amplification_factor"`
 	} `yaml:"limits"`
 	Log struct {
 		Level  string `yaml:"level"`
@@ -379,6 +381,9 @@ func (c *File) Check() error {
 			}
 		}
 	}
+	if f := c.Limits.AmplificationFactor; f != nil && (*f < 0 || *f > 100) {
+		return fmt.Errorf("limits.amplification_factor: %d: use 1 to 100 (bytes sent per byte received from an unproven address; default 3), or 0 to turn the limit off where addresses cannot be spoofed", *f)
+	}
 	if n := c.Broker.Connections; n < 0 || n > MaxConnections {
 		return fmt.Errorf("broker.connections: %d: use 1 to %d (0: the default, %d)", n, MaxConnections, aggregate.DefaultConnections)
 	}
@@ -446,6 +451,7 @@ func (c *File) Gateway() gateway.Config {
 		MaxConnecting:          c.Limits.MaxConnecting,
 		MaxSessions:            c.Limits.MaxSessions,
 		ConnectRatePerIP:       c.Limits.ConnectRatePerIP,
+		AmplificationFactor:    amplificationFactor(c.Limits.AmplificationFactor),
 		SessionExpiry:          c.Broker.SessionExpiry,
 		Listen:                 c.Listen.UDP,
 		DisableIdentityBinding: !c.bindIdentity(),
@@ -455,6 +461,18 @@ func (c *File) Gateway() gateway.Config {
 		ForwarderAllow:         c.Forwarders.Allow,
 	}
 	return g
+}
+
+// amplificationFactor maps limits.amplification_factor to
+// gateway.Config: unset is the default, 0 is off (negative there).
+func amplificationFactor(f *int) int {
+	switch {
+	case f == nil:
+		return 0
+	case *f == 0:
+		return -1
+	}
+	return *f
 }
 
 // Upstream returns the broker connection's configuration.

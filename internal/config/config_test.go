@@ -141,6 +141,7 @@ func TestErrorsNameTheKey(t *testing.T) {
 		{"broker:\n  protocol_version: v5\n", "broker.protocol_version"},
 		{"broker:\n  max_qos: 3\n", "broker.max_qos"},
 		{"broker:\n  mode: aggregated\n", "broker.mode"},
+		{"limits:\n  amplification_factor: -1\n", "limits.amplification_factor"},
 		{"broker:\n  connections: -1\n", "broker.connections"},
 		{"broker:\n  connections: 1000\n", "broker.connections"},
 		{"broker:\n  mode: aggregating\nnode_auth:\n  required: true\n", "node_auth.required"},
@@ -274,5 +275,18 @@ func TestAggregateSettings(t *testing.T) {
 	}
 	if d := Default(); d.Aggregating() || d.Mode() != ModeTransparent {
 		t.Errorf("default mode %q", d.Mode())
+	}
+}
+
+// limits.amplification_factor: unset is the default, 0 turns the limit off.
+func TestAmplificationFactorKey(t *testing.T) {
+	for yaml, want := range map[string]int{"": 0, "limits:\n  amplification_factor: 0\n": -1, "limits:\n  amplification_factor: 5\n": 5} {
+		c, err := Parse(strings.NewReader(yaml))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := c.Gateway().AmplificationFactor; got != want {
+			t.Errorf("%q: gateway AmplificationFactor %d, want %d", yaml, got, want)
+		}
 	}
 }
