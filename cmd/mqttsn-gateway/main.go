@@ -215,6 +215,10 @@ func serve(ctx context.Context, cfg *config.File, log *zap.Logger, lvl zap.Atomi
 	if cfg.Aggregating() {
 		// Every node over broker.connections shared connections of up.
 		agg = aggregate.New(up, cfg.Aggregate(), log.Named("aggregate"))
+		if cfg.Store.Path != "" {
+			log.Warn("store.path with broker.mode aggregating: node sessions survive a restart, but messages the broker sent while the gateway was down and QoS 2 state on the shared connections do not (README, Durable state); use broker.mode transparent where that matters",
+				zap.String("store.path", cfg.Store.Path))
+		}
 		defer func() {
 			cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
