@@ -910,9 +910,10 @@ func (s *Server) processPublish(cl *Client, pk packets.Packet) error {
 				ack := s.buildAck(pk.PacketID, packets.Pubrec, 0, pk.Properties, packets.ErrPacketIdentifierInUse)
 				return cl.WritePacket(ack)
 			}
-			if ok := cl.State.Inflight.Delete(pk.PacketID); ok { // [MQTT-4.3.2-5]
-				atomic.AddInt64(&s.Info.Inflight, -1)
-			}
+			// mqttsn-gateway patch: any other entry is the broker's own
+			// message to the client under the same id (another
+			// namespace); mochi deleted it here, so it was never resent
+			// and its quota never came back.
 		}
 	}
 
@@ -958,10 +959,18 @@ func (s *Server) processPublish(cl *Client, pk packets.Packet) error {
 		ack = s.buildAck(pk.PacketID, packets.Pubrec, 0, pk.Properties, packets.CodeSuccess) // [MQTT-3.3.4-1] [MQTT-4.3.3-8]
 	}
 
-	if ok := cl.State.Inflight.Set(ack); ok {
-		atomic.AddInt64(&s.Info.Inflight, 1)
-		s.hooks.OnQosPublish(cl, ack, ack.Created, 0)
+	// mqttsn-gateway patch: a QoS 1 PUBACK is not stored in the in-flight
+	// map. mochi stored it under the client's packet id and deleted it
+	// right after sending, which deleted the broker's own message to the
+	// client under the same id (another namespace): never resent, its
+	// quota never returned. (A QoS 2 PUBREC still shares the map: see
+	// PATCHED.md.)
+	if pk.FixedHeader.Qos == 2 {
+		if ok := cl.State.Inflight.Set(ack); ok {
+			atomic.AddInt64(&s.Info.Inflight, 1)
+		}
 	}
+	s.hooks.OnQosPublish(cl, ack, ack.Created, 0)
 
 	err = cl.WritePacket(ack)
 	if err != nil {
@@ -969,9 +978,6 @@ func (s *Server) processPublish(cl *Client, pk packets.Packet) error {
 	}
 
 	if pk.FixedHeader.Qos == 1 {
-		if ok := cl.State.Inflight.Delete(ack.PacketID); ok {
-			atomic.AddInt64(&s.Info.Inflight, -1)
-		}
 		cl.State.Inflight.IncreaseReceiveQuota()
 		s.hooks.OnQosComplete(cl, ack)
 	}
@@ -1254,7 +1260,10 @@ func (s *Server) processPubcomp(cl *Client, pk packets.Packet) error {
 func (s *Server) processSubscribe(cl *Client, pk packets.Packet) error {
 	pk = s.hooks.OnSubscribe(cl, pk)
 	code := packets.CodeSuccess
-	if _, ok := cl.State.Inflight.Get(pk.PacketID); ok {
+	// mqttsn-gateway patch: only the client's own in-flight id (an inbound
+	// QoS 2 awaiting PUBREL) is in use; the broker's ids to the client are
+	// another namespace (MQTT 3.1.1 §2.3.1, 5.0 §2.2.1).
+	if pki, ok := cl.State.Inflight.Get(pk.PacketID); ok && pki.FixedHeader.Type == packets.Pubrec {
 		code = packets.ErrPacketIdentifierInUse
 	}
 
@@ -1328,7 +1337,8 @@ func (s *Server) processSubscribe(cl *Client, pk packets.Packet) error {
 // processUnsubscribe processes an unsubscribe packet.
 func (s *Server) processUnsubscribe(cl *Client, pk packets.Packet) error {
 	code := packets.CodeSuccess
-	if _, ok := cl.State.Inflight.Get(pk.PacketID); ok {
+	// mqttsn-gateway patch: as in processSubscribe.
+	if pki, ok := cl.State.Inflight.Get(pk.PacketID); ok && pki.FixedHeader.Type == packets.Pubrec {
 		code = packets.ErrPacketIdentifierInUse
 	}
 
