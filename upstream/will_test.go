@@ -283,10 +283,6 @@ func TestWillDelayLink(t *testing.T) {
 		direct := opener(testUpstreamWillDelay(t, tg.URL, testWillDelay))
 		open := opener(testUpstreamWillDelay(t, proxy.URL(), testWillDelay))
 
-		in := make(inbox, 16)
-		obs := direct(t, gateway.SessionOptions{ClientID: uniqueID("obs"), CleanStart: true}, in.deliver)
-		subscribe(t, obs, topicOf(t, "#"), 1)
-
 		for _, tc := range []struct {
 			name   string
 			expiry time.Duration
@@ -294,6 +290,13 @@ func TestWillDelayLink(t *testing.T) {
 			{"clean", 0},                    // sent expiry raised to WillDelay
 			{"persistent", 5 * time.Second}, // longer than WillDelay
 		} {
+			// An observer per case: mochi can publish a will a second
+			// time after the session came back (the takeover race
+			// described in TestWillDelayTakeover), late enough to land in
+			// the next case's window.
+			in := make(inbox, 16)
+			obs := direct(t, gateway.SessionOptions{ClientID: uniqueID("obs-" + tc.name), CleanStart: true}, in.deliver)
+			subscribe(t, obs, topicOf(t, tc.name, "#"), 1)
 			willTopic := topicOf(t, tc.name, "will")
 			w := open(t, gateway.SessionOptions{
 				ClientID: uniqueID("w"), CleanStart: true, SessionExpiry: tc.expiry,
