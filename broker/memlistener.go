@@ -28,15 +28,13 @@ type memListener struct {
 	mu        sync.Mutex
 	establish listeners.EstablishFn // set by Serve; nil before
 	ready     chan struct{}         // closed once Serve has run
-	conns     map[net.Conn]struct{} // broker ends
-	closed    bool
-	wg        sync.WaitGroup // every connection goroutine
+	set       connSet               // the broker ends
 }
 
 var _ listeners.Listener = (*memListener)(nil)
 
 func newMemListener(id string) *memListener {
-	return &memListener{id: id, ready: make(chan struct{}), conns: make(map[net.Conn]struct{})}
+	return &memListener{id: id, ready: make(chan struct{})}
 }
 
 func (l *memListener) ID() string              { return l.id }
@@ -72,48 +70,26 @@ func (l *memListener) Dial(ctx context.Context) (net.Conn, error) {
 	n := strconv.FormatUint(l.seq.Add(1), 10)
 	client, srv := memconn.Pipe(&l.pool, memconn.Addr("client-"+n), memconn.Addr(l.id))
 	l.mu.Lock()
-	if l.closed {
-		l.mu.Unlock()
-		return nil, errRefused(l.id)
-	}
-	l.conns[srv] = struct{}{}
-	l.wg.Add(1)
 	establish := l.establish
 	l.mu.Unlock()
-	go func() {
-		defer l.wg.Done()
-		_ = establish(l.id, srv) // errors are the client's (bad CONNECT, EOF)
-		l.mu.Lock()
-		delete(l.conns, srv)
-		l.mu.Unlock()
+	if !l.set.serve(l.id, srv, establish) {
+		_ = client.Close()
 		_ = srv.Close()
-	}()
+		return nil, errRefused(l.id)
+	}
 	return client, nil
 }
 
 // open returns the number of connections being served now.
-func (l *memListener) open() int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return len(l.conns)
-}
+func (l *memListener) open() int { return l.set.open() }
 
 // Close refuses new connections, lets mochi disconnect its clients
 // (publishing wills), closes any remaining connection and waits for the
 // connection goroutines.
 func (l *memListener) Close(closeClients listeners.CloseFn) {
-	l.mu.Lock()
-	if l.closed {
-		l.mu.Unlock()
+	if !l.set.shut() {
 		return
 	}
-	l.closed = true
-	l.mu.Unlock()
 	closeClients(l.id)
-	l.mu.Lock()
-	for c := range l.conns {
-		_ = c.Close()
-	}
-	l.mu.Unlock()
-	l.wg.Wait()
+	l.set.closeAll()
 }
