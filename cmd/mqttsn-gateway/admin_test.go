@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -24,10 +25,7 @@ func TestServeStartsAdmin(t *testing.T) {
 	cfg.Admin.Listen = "127.0.0.1:0"
 	core, logs := observer.New(zap.InfoLevel)
 	lvl := zap.NewAtomicLevelAt(zap.InfoLevel)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- serve(ctx, cfg, zap.New(core), lvl, nil) }()
+	stop := startServe(t, cfg, zap.New(core), lvl)
 
 	// The listener logs its URL; no other event says it is up.
 	var base string
@@ -61,18 +59,35 @@ func TestServeStartsAdmin(t *testing.T) {
 		t.Errorf("PUT /loglevel: %d, level %v", resp.StatusCode, lvl.Level())
 	}
 
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("serve: %v", err)
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("serve did not return")
-	}
+	stop()
 	if _, err := http.Get(base + "/healthz"); err == nil {
 		t.Error("admin listener still up after the gateway stopped")
 	}
+}
+
+// startServe runs serve in the background; stop cancels it and fails the
+// test unless it returns cleanly within 20 s. stop may be called twice.
+func startServe(t *testing.T, cfg *config.File, log *zap.Logger, lvl zap.AtomicLevel) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- serve(ctx, cfg, log, lvl, nil) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("serve: %v", err)
+				}
+			case <-time.After(20 * time.Second):
+				t.Error("serve did not return")
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return stop
 }
 
 // poll checks cond every 10ms until it holds, failing after 20s. Only for

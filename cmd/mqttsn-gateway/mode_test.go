@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"io"
 	"net/http"
 	"strings"
@@ -28,10 +27,7 @@ func TestServeAggregatingMode(t *testing.T) {
 	cfg.EmbeddedBroker.Listen = "127.0.0.1:0"
 	cfg.Admin.Listen = "127.0.0.1:0"
 	core, logs := observer.New(zap.DebugLevel)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- serve(ctx, cfg, zap.New(core), zap.NewAtomicLevelAt(zap.DebugLevel), nil) }()
+	stop := startServe(t, cfg, zap.New(core), zap.NewAtomicLevelAt(zap.DebugLevel))
 
 	var addr string
 	poll(t, "gateway serving", func() bool {
@@ -114,13 +110,5 @@ func TestServeAggregatingMode(t *testing.T) {
 		}
 	}
 
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("serve: %v", err)
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("serve did not return")
-	}
+	stop()
 }
